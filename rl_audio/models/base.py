@@ -1,0 +1,190 @@
+"""The model-family adapter: everything that differs between audio-LM families lives behind this interface.
+
+All three supported families (Qwen2-Audio, Qwen2.5-Omni thinker, Audio Flamingo 3) put a Whisper-style encoder in
+front of a Qwen2/2.5 language model: 16 kHz audio -> 128-bin log-mel at 100 frames/s -> conv stride 2 -> pooling
+stride 2 -> 25 audio features per second (40 ms each, SpotSound §2.1). The LM's input holds one placeholder token
+per feature and the model fills placeholders with features in order (`masked_scatter`). They differ in the
+placeholder token, the wrapper tokens around the audio, the names of the feature tensors, the chat template and how
+long audio is handled. An adapter captures those differences; nothing outside `rl_audio.models` asks which family
+a model belongs to.
+
+Long audio (SpotSound §4.1): the audio is cut into `window_seconds` windows that are encoded independently; their
+features are concatenated in time order. Each window is one entry of the encoder batch, so a sample's features are
+`input_features[first_window:first_window + n_windows]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 16000
+
+
+@dataclass
+class AudioBatch:
+    """Encoder inputs for a batch of samples, indexed by sample on dim 0 so that TRL can split and shuffle it.
+
+    features:    (B, W, n_mels, n_frames) log-mel per window; W = the most windows of any sample in the batch
+    frame_mask:  (B, W, n_frames) 1 where a mel frame is real audio
+    window_mask: (B, W) 1 where the window exists
+    """
+
+    features: torch.Tensor
+    frame_mask: torch.Tensor
+    window_mask: torch.Tensor
+
+    def to_dict(self, prefix: str = "audio_") -> dict[str, torch.Tensor]:
+        return {
+            f"{prefix}features": self.features,
+            f"{prefix}frame_mask": self.frame_mask,
+            f"{prefix}window_mask": self.window_mask,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, prefix: str = "audio_") -> AudioBatch | None:
+        if f"{prefix}features" not in d or d[f"{prefix}features"] is None:
+            return None
+        return cls(d[f"{prefix}features"], d[f"{prefix}frame_mask"], d[f"{prefix}window_mask"])
+
+    def __getitem__(self, idx) -> AudioBatch:
+        return AudioBatch(self.features[idx], self.frame_mask[idx], self.window_mask[idx])
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def to(self, device, dtype=None) -> AudioBatch:
+        feats = self.features.to(device=device, dtype=dtype) if dtype is not None else self.features.to(device)
+        return AudioBatch(feats, self.frame_mask.to(device), self.window_mask.to(device))
+
+    def flat(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The windows that exist, in sample then time order: (N, n_mels, n_frames), (N, n_frames)."""
+        keep = self.window_mask.bool()
+        return self.features[keep], self.frame_mask[keep]
+
+
+def encoder_output_length(mel_frames: int) -> int:
+    """Features produced from `mel_frames` valid mel frames: conv stride 2, then pooling stride 2.
+
+    The same arithmetic as `_get_feat_extract_output_lengths` in the three families' encoders.
+    >>> encoder_output_length(3000), encoder_output_length(1000), encoder_output_length(50)
+    (750, 250, 13)
+    """
+    after_conv = (mel_frames - 1) // 2 + 1
+    return (after_conv - 2) // 2 + 1
+
+
+class AudioLMAdapter:
+    """Base class of the family adapters. Subclasses set the class attributes and may override methods."""
+
+    family: str = ""
+    model_types: tuple[str, ...] = ()
+    # Attribute names on the tokenizer/processor; the strings come from the checkpoint's own tokenizer.
+    audio_token_attr: str = "audio_token"
+    # Strings the chat template puts around the single audio placeholder. The prompt builder finds
+    # `audio_open + placeholder + audio_close` in the rendered template and replaces it with the expanded sequence.
+    audio_open: str = ""
+    audio_close: str = ""
+    frame_mask_key: str = "feature_attention_mask"
+    window_seconds: float = 30.0
+    max_windows: int | None = None
+    features_per_second: float = 25.0
+
+    def __init__(self, tokenizer, feature_extractor):
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.placeholder = getattr(tokenizer, self.audio_token_attr, None)
+        if not self.placeholder:
+            raise ValueError(f"the {self.family} tokenizer defines no {self.audio_token_attr!r}")
+        self.placeholder_id = tokenizer.convert_tokens_to_ids(self.placeholder)
+
+    # ---- model ---------------------------------------------------------------------------------------------
+    @classmethod
+    def model_class(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def load_model(cls, path: str, **kwargs):
+        return cls.model_class().from_pretrained(path, **kwargs)
+
+    @staticmethod
+    def audio_encoder(model) -> torch.nn.Module:
+        """The audio tower (frozen with `freeze_audio_encoder`)."""
+        return _unwrap(model).model.audio_tower
+
+    @staticmethod
+    def aligner(model) -> torch.nn.Module:
+        """The projector between the audio encoder and the LM (TGSR Table 5 trains only this in STA)."""
+        return _unwrap(model).model.multi_modal_projector
+
+    @staticmethod
+    def language_model(model) -> torch.nn.Module:
+        return _unwrap(model).model.language_model
+
+    # ---- audio ---------------------------------------------------------------------------------------------
+    @property
+    def marker(self) -> str:
+        return self.audio_open + self.placeholder + self.audio_close
+
+    def split_windows(self, wav: np.ndarray) -> list[np.ndarray]:
+        """Cut a 16 kHz waveform into encoder windows (the last one may be shorter)."""
+        win = int(round(self.window_seconds * SAMPLING_RATE))
+        n = max(1, math.ceil(len(wav) / win))
+        if self.max_windows is not None and n > self.max_windows:
+            raise ValueError(
+                f"audio of {len(wav) / SAMPLING_RATE:.1f} s is longer than the {self.family} limit of "
+                f"{self.max_windows * self.window_seconds:.0f} s"
+            )
+        return [wav[i * win : (i + 1) * win] for i in range(n)]
+
+    def window_frame_counts(self, wav: np.ndarray) -> list[int]:
+        """Audio features (placeholders) per window, without running the feature extractor."""
+        hop = self.feature_extractor.hop_length
+        return [encoder_output_length(math.ceil(len(w) / hop)) for w in self.split_windows(wav)]
+
+    def encode_audio(self, wavs: list[np.ndarray]) -> tuple[AudioBatch, list[list[int]]]:
+        """Log-mel features per window for each waveform, and the feature count of each window."""
+        per_sample = [self.split_windows(np.asarray(w, dtype=np.float32)) for w in wavs]
+        flat = [w for ws in per_sample for w in ws]
+        fe = self.feature_extractor(
+            flat,
+            sampling_rate=SAMPLING_RATE,
+            padding="max_length",
+            truncation=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        feats, mask = fe["input_features"], fe["attention_mask"]
+        n_w = max(len(ws) for ws in per_sample)
+        features = feats.new_zeros((len(wavs), n_w, *feats.shape[1:]))
+        frame_mask = mask.new_zeros((len(wavs), n_w, mask.shape[-1]))
+        window_mask = torch.zeros((len(wavs), n_w), dtype=torch.long)
+        counts, k = [], 0
+        for i, ws in enumerate(per_sample):
+            features[i, : len(ws)] = feats[k : k + len(ws)]
+            frame_mask[i, : len(ws)] = mask[k : k + len(ws)]
+            window_mask[i, : len(ws)] = 1
+            counts.append([encoder_output_length(int(m.sum())) for m in mask[k : k + len(ws)]])
+            k += len(ws)
+        return AudioBatch(features, frame_mask, window_mask), counts
+
+    def model_audio_kwargs(self, audio: AudioBatch | None, dtype: torch.dtype | None = None) -> dict:
+        """Keyword arguments for the model's forward/generate from a (sliced) `AudioBatch`."""
+        if audio is None or int(audio.window_mask.sum()) == 0:
+            return {}
+        feats, mask = audio.flat()
+        if dtype is not None and feats.is_floating_point():
+            feats = feats.to(dtype)
+        return {"input_features": feats, self.frame_mask_key: mask}
+
+
+def _unwrap(model):
+    """The transformers model under a PEFT wrapper, if any."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
