@@ -137,8 +137,11 @@ def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec, language_model_e
                 for tid, parts in zip(ids, subwords):
                     table[tid] = table[parts].mean(dim=0)  # TimePro-RL eq. 1
             else:
+                # Seeded, so that re-adding the tokens to the base model (merging a LoRA adapter) gives the
+                # same rows as the ones trained around.
                 std = float(table[: min(ids)].std())
-                table[ids] = torch.randn((len(ids), table.shape[1]), dtype=table.dtype) * std
+                gen = torch.Generator().manual_seed(0)
+                table[ids] = (torch.randn((len(ids), table.shape[1]), generator=gen) * std).to(table.dtype)
     logger.info("added %d timestamp tokens (%s init, lm_head %s)", len(ids), spec.token_init, "tied" if tied else "own")
     return list(ids)
 

@@ -1,0 +1,125 @@
+"""Strict recipe parsing: `python -m rl_audio.<entry> RECIPE.yaml [--key value ...]`.
+
+The recipe is flat YAML; every key must be a field of the entry point's config dataclass. An unknown or misspelled
+key is an error that names the recipe file, suggests the closest valid keys and lists them all (TRL's own scripts
+ignore unknown keys silently). Command-line overrides come after the recipe path and win over it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+
+class RecipeError(ValueError):
+    pass
+
+
+def _base_types(tp) -> list:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(tp) for t in _base_types(a)]
+    return [tp]
+
+
+def _coerce(name: str, tp, value, source: str):
+    """Convert a YAML or command-line value to the field's type (PyYAML reads `1e-5` as a string)."""
+    if value is None:
+        return None
+    kinds = _base_types(tp)
+    origins = [typing.get_origin(k) or k for k in kinds]
+    try:
+        if isinstance(value, str):
+            if value.lower() in ("null", "~") and type(None) in kinds:
+                return None
+            if bool in origins:
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+            if int in origins and float not in origins:
+                return int(value)
+            if float in origins:
+                return float(value)
+            if list in origins and str not in origins:
+                parsed = yaml.safe_load(value)
+                return parsed if isinstance(parsed, list) else [v.strip() for v in value.split(",") if v.strip()]
+            if dict in origins and str not in origins:
+                return yaml.safe_load(value)
+        if isinstance(value, int) and not isinstance(value, bool) and float in origins and int not in origins:
+            return float(value)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"{source}: key {name!r}: cannot read {value!r} as {tp}: {e}") from None
+    return value
+
+
+def _unknown_key_error(key: str, valid: list[str], source: str) -> RecipeError:
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return RecipeError(f"{source}: unknown key {key!r}.{hint}\nValid keys: {', '.join(sorted(valid))}")
+
+
+def _cli_pairs(args: list[str]) -> list[tuple[str, str]]:
+    pairs, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise RecipeError(f"command line: expected --key value, got {a!r}")
+        if "=" in a:
+            k, v = a[2:].split("=", 1)
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            k, v = a[2:], args[i + 1]
+            i += 2
+        else:
+            k, v = a[2:], "true"
+            i += 1
+        pairs.append((k.replace("-", "_"), v))
+    return pairs
+
+
+def parse_recipe(cls, argv: list[str] | None = None):
+    """Build `cls` from `argv` = [RECIPE.yaml] + overrides. A missing recipe path means defaults + overrides."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(help_text(cls))
+        raise SystemExit(0)
+    values: dict = {}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    if argv and not argv[0].startswith("--"):
+        path = Path(argv.pop(0))
+        if not path.is_file():
+            raise RecipeError(f"recipe {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise RecipeError(f"{path}: a recipe is a flat mapping of key: value")
+        for k, v in loaded.items():
+            if k not in fields:
+                raise _unknown_key_error(k, list(fields), str(path))
+            values[k] = _coerce(k, hints[k], v, str(path))
+    for k, v in _cli_pairs(argv):
+        if k not in fields:
+            raise _unknown_key_error(k, list(fields), "command line")
+        values[k] = _coerce(k, hints[k], v, "command line")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"invalid recipe: {e}") from e
+
+
+def help_text(cls) -> str:
+    lines = [f"usage: python -m <entry> RECIPE.yaml [--key value ...]   ({cls.__name__})", ""]
+    for f in dataclasses.fields(cls):
+        if f.init and "help" in f.metadata:
+            lines.append(f"  --{f.name}: {f.metadata['help']}")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""Typed recipe configs. The audio/timestamp/data arguments are one mixin shared by SFT, GRPO and evaluation;
+the SFT and GRPO configs subclass TRL's own, so every TRL/transformers training argument is a valid recipe key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import logging
+
+from trl import GRPOConfig, SFTConfig
+
+from .models.timestamps import TimestampSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AudioArguments:
+    """Model, audio, timestamp and data arguments shared by every entry point."""
+
+    model_name_or_path: str = field(
+        default="tiny-qwen2-audio",
+        metadata={"help": "Local checkpoint directory, cached hub id, or a tiny preset name (tiny-qwen2-audio, "
+                  "tiny-qwen2.5-omni, tiny-af3, small-qwen2-audio)."},
+    )
+    preset_seed: int = field(default=0, metadata={"help": "Seed of the random weights of a tiny preset."})
+    model_dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa or flash_attention_2."})
+    freeze_audio_encoder: bool = field(default=False, metadata={"help": "Freeze the audio encoder."})
+    trainable_modules: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Full fine-tuning of these parts only, everything else frozen: 'aligner', "
+                  "'audio_encoder', 'language_model', or parameter-name substrings (TGSR Table 5 trains the aligner)."},
+    )
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (PEFT) on the language model."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        metadata={"help": "Module names LoRA wraps, inside the language model only."},
+    )
+    timestamp_mode: str = field(default="none", metadata={"help": "none | text (SpotSound) | tokens (TimePro-RL)."})
+    timestamp_granularity: float = field(default=1.0, metadata={"help": "Seconds per text timestamp (0.2, 1, 2)."})
+    timestamp_text_template: str = field(
+        default="timestamp: {t} seconds", metadata={"help": "Text of a timestamp in text mode; {t} is the time."}
+    )
+    timestamp_token_stride: float = field(default=0.04, metadata={"help": "Grid step of timestamp tokens (s)."})
+    timestamp_token_max: float = field(default=30.0, metadata={"help": "Last timestamp token (s)."})
+    timestamp_token_init: str = field(
+        default="semantic", metadata={"help": "semantic (TimePro-RL eq. 1) or random (ablation)."}
+    )
+    train_manifests: list[str] = field(
+        default_factory=list,
+        metadata={"help": "JSONL manifests to train on. Empty: the embedded default (generated data)."},
+    )
+    eval_manifests: list[str] = field(default_factory=list, metadata={"help": "JSONL manifests to evaluate on."})
+    data_dir: str = field(
+        default="outputs/data", metadata={"help": "Where the embedded default data set is generated (cached)."}
+    )
+    default_data_clips: int = field(default=64, metadata={"help": "Clips in the embedded default training set."})
+    tasks: list[str] = field(
+        default_factory=list, metadata={"help": "Keep only rows of these tasks (empty: all)."}
+    )
+    answer_style: str = field(default="spotsound", metadata={"help": "Question/answer templates: spotsound | timepro."})
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
+    skip_invalid: bool = field(
+        default=False, metadata={"help": "Drop invalid manifest rows (counted and logged) instead of stopping."}
+    )
+    max_audio_seconds: float = field(default=600.0, metadata={"help": "Rows with longer audio are an error."})
+
+    def timestamp_spec(self) -> TimestampSpec:
+        return TimestampSpec(
+            mode=self.timestamp_mode,
+            granularity=self.timestamp_granularity,
+            text_template=self.timestamp_text_template,
+            token_stride=self.timestamp_token_stride,
+            token_max=self.timestamp_token_max,
+            token_init=self.timestamp_token_init,
+        )
+
+
+def _cpu_precision(cfg) -> None:
+    """TRL defaults to bf16, which stops on a machine without an accelerator; fall back to float32 there."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if cfg.bf16 or cfg.fp16:
+        logger.warning("no GPU: training in float32 instead of bf16/fp16")
+    cfg.bf16, cfg.fp16 = False, False  # TRL turns bf16=None into True
+
+
+@dataclass
+class AudioSFTConfig(SFTConfig, AudioArguments):
+    """`trl.SFTConfig` plus the audio arguments. Rows are turned into model inputs by the audio collator, so TRL's
+    text dataset preparation is skipped and every manifest column is kept for it."""
+
+    def __post_init__(self):
+        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        self.remove_unused_columns = False
+        _cpu_precision(self)
+        super().__post_init__()
+
+    save_merged: bool = field(
+        default=True,
+        metadata={"help": "With LoRA, write the merged model (loadable by grpo/evaluate as a plain checkpoint) "
+                  "to output_dir/final; the adapter is kept in output_dir/final/adapter."},
+    )
+
+
+@dataclass
+class AudioGRPOConfig(GRPOConfig, AudioArguments):
+    """`trl.GRPOConfig` plus the audio arguments, the reward set and TimePro-RL's variance-gated fusion."""
+
+    rewards: list[str] = field(
+        default_factory=lambda: ["eb_f1", "miou"],
+        metadata={"help": "Reward functions by registry name (rewards.REGISTRY) or dotted path. Weights go in "
+                  "reward_weights (TRL's own key)."},
+    )
+    reward_kwargs: dict = field(
+        default_factory=dict,
+        metadata={"help": "Per-reward settings, one block per reward name, e.g. {eb_f1: {t_collar: 0.2}}."},
+    )
+    fusion_main: str | None = field(
+        default=None, metadata={"help": "TimePro-RL eq. 2 main reward (a name in `rewards`); None: no fusion."}
+    )
+    fusion_aux: str | None = field(default=None, metadata={"help": "Auxiliary reward fused when Var(main) < eps."})
+    fusion_eps: float = field(default=1e-6, metadata={"help": "Variance threshold of the fusion."})
+    save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})

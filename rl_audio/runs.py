@@ -1,0 +1,175 @@
+"""What every entry point shares: logging, data, model preparation (LoRA / trainable parts) and the final save."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+import transformers
+
+from .configs import AudioArguments
+from .models.loading import LoadedModel, load_model
+
+logger = logging.getLogger("rl_audio")
+
+RUN_INFO = "rl_audio.json"
+
+
+def setup_logging(main_process: bool = True) -> None:
+    level = logging.INFO if main_process else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    logging.getLogger("rl_audio").setLevel(level)
+    transformers.utils.logging.set_verbosity_warning()
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
+    """The recipe's manifests for `split` ('train' or 'eval'); the embedded default data set when none are given."""
+    given = cfg.train_manifests if split == "train" else cfg.eval_manifests
+    if given:
+        return list(given)
+    from .data import build_default_dataset
+
+    paths = build_default_dataset(cfg.data_dir, num_train=cfg.default_data_clips, num_test=max(8, cfg.default_data_clips // 4))
+    return [str(paths["train" if split == "train" else "test"])]
+
+
+def load_rows(cfg: AudioArguments, split: str):
+    """A `datasets.Dataset` of manifest rows (paths, not audio), filtered to `cfg.tasks`."""
+    from .data import manifest_to_dataset
+
+    paths = manifests_for(cfg, split)
+    ds = manifest_to_dataset(paths, skip_invalid=cfg.skip_invalid)
+    if cfg.tasks:
+        ds = ds.filter(lambda r: r["task"] in cfg.tasks)
+    too_long = [r["id"] for r in ds if r["duration"] > cfg.max_audio_seconds]
+    if too_long:
+        raise ValueError(f"{len(too_long)} rows are longer than max_audio_seconds={cfg.max_audio_seconds}: {too_long[:5]}")
+    if len(ds) == 0:
+        raise ValueError(f"no rows to use in {paths} (tasks filter: {cfg.tasks or 'none'})")
+    logger.info("%s: %d rows from %s", split, len(ds), ", ".join(paths))
+    return ds
+
+
+def check_run_info(cfg: AudioArguments, path: str) -> None:
+    """A checkpoint written by rl_audio records its timestamp mode; using it with another mode is an error."""
+    info_path = Path(path) / RUN_INFO
+    if not info_path.exists():
+        return
+    info = json.loads(info_path.read_text())
+    trained = info.get("timestamps", {}).get("mode")
+    if trained and trained != cfg.timestamp_mode:
+        raise ValueError(
+            f"{path} was trained with timestamp_mode={trained!r} but the recipe says {cfg.timestamp_mode!r}; "
+            "use the mode the checkpoint was trained with"
+        )
+
+
+def load_for_training(cfg: AudioArguments) -> LoadedModel:
+    lm = load_model(
+        cfg.model_name_or_path,
+        timestamps=cfg.timestamp_spec(),
+        dtype=cfg.model_dtype,
+        attn_implementation=cfg.attn_implementation,
+        freeze_audio_encoder=cfg.freeze_audio_encoder,
+        preset_seed=cfg.preset_seed,
+    )
+    check_run_info(cfg, lm.path)
+    _select_trainable(lm, cfg)
+    if cfg.use_peft:
+        lm.model = _wrap_lora(lm, cfg)
+    trainable = sum(p.numel() for p in lm.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in lm.model.parameters())
+    logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
+    if trainable == 0:
+        raise ValueError("nothing to train: every parameter is frozen (check trainable_modules / use_peft)")
+    return lm
+
+
+def _named_parts(lm: LoadedModel) -> dict[str, torch.nn.Module]:
+    a = lm.adapter
+    return {"aligner": a.aligner(lm.model), "audio_encoder": a.audio_encoder(lm.model), "language_model": a.language_model(lm.model)}
+
+
+def _select_trainable(lm: LoadedModel, cfg: AudioArguments) -> None:
+    if not cfg.trainable_modules:
+        return
+    model, parts = lm.model, _named_parts(lm)
+    model.requires_grad_(False)
+    for item in cfg.trainable_modules:
+        if item in parts:
+            parts[item].requires_grad_(True)
+            continue
+        hits = [p for n, p in model.named_parameters() if item in n]
+        if not hits:
+            raise ValueError(f"trainable_modules: {item!r} matches no parameter; use {sorted(parts)} or a name substring")
+        for p in hits:
+            p.requires_grad_(True)
+
+
+def _wrap_lora(lm: LoadedModel, cfg: AudioArguments):
+    from peft import LoraConfig, get_peft_model
+
+    lm_module = lm.adapter.language_model(lm.model)
+    prefix = next(n for n, m in lm.model.named_modules() if m is lm_module)
+    linear = {n for n, m in lm.model.named_modules() if n.startswith(prefix + ".") and isinstance(m, torch.nn.Linear)}
+    targets = sorted(n for n in linear if n.rsplit(".", 1)[-1] in cfg.lora_target_modules)
+    missing = [t for t in cfg.lora_target_modules if not any(n.rsplit(".", 1)[-1] == t for n in linear)]
+    if missing:
+        names = sorted({n.rsplit(".", 1)[-1] for n in linear})
+        raise ValueError(f"lora_target_modules {missing} do not exist in the language model; linear layers: {names}")
+    extra_trainable = [n for n, p in lm.model.named_parameters() if p.requires_grad] if cfg.trainable_modules else []
+    config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        modules_to_save=sorted({n.rsplit(".", 1)[0] for n in extra_trainable}) or None,
+    )
+    return get_peft_model(lm.model, config)
+
+
+def save_final(trainer, lm: LoadedModel, cfg, extra_info: dict | None = None) -> Path:
+    """Write `output_dir/final`: a plain checkpoint (merged weights with LoRA) that grpo and evaluate load directly,
+    its tokenizer and feature extractor, and `rl_audio.json` (timestamp spec, base model, answer style)."""
+    final = Path(cfg.output_dir) / "final"
+    is_peft = hasattr(trainer.model, "peft_config")
+    target = final / "adapter" if is_peft else final
+    trainer.save_model(str(target))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        if is_peft and getattr(cfg, "save_merged", True):
+            _merge_adapter(cfg, target, final)
+        lm.adapter.tokenizer.save_pretrained(final)
+        lm.adapter.feature_extractor.save_pretrained(final)
+        spec = cfg.timestamp_spec()
+        info = {
+            "family": lm.adapter.family,
+            "base_model": cfg.model_name_or_path,
+            "answer_style": cfg.answer_style,
+            "timestamps": spec.__dict__,
+            "lora_adapter": "adapter" if is_peft else None,
+            **(extra_info or {}),
+        }
+        (final / RUN_INFO).write_text(json.dumps(info, indent=2))
+        logger.info("saved %s", final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _merge_adapter(cfg, adapter_dir: Path, final: Path) -> None:
+    """Reload the base model (same timestamp tokens, same deterministic init), apply the adapter, merge, save."""
+    from peft import PeftModel
+
+    base = load_model(
+        cfg.model_name_or_path, timestamps=cfg.timestamp_spec(), dtype=cfg.model_dtype, preset_seed=cfg.preset_seed
+    )
+    merged = PeftModel.from_pretrained(base.model, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(final)

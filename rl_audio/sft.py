@@ -1,0 +1,53 @@
+"""Supervised warm-start with timestamp prompting.
+
+    accelerate launch -m rl_audio.sft recipes/sta.yaml [--key value ...]
+    python -m rl_audio.sft recipes/sta.yaml [--key value ...]
+
+Writes `output_dir/final`, a checkpoint that `rl_audio.grpo` and `rl_audio.evaluate` load directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .cli import parse_recipe
+from .configs import AudioSFTConfig
+from .models.prompting import PromptBuilder
+from .runs import load_for_training, load_rows, save_final, setup_logging
+from .trainers.sft import AudioSFTCollator, AudioSFTTrainer, FreezeRowsCallback
+
+logger = logging.getLogger("rl_audio.sft")
+
+
+def build_trainer(cfg: AudioSFTConfig):
+    lm = load_for_training(cfg)
+    train = load_rows(cfg, "train")
+    evaluation = load_rows(cfg, "eval") if cfg.eval_strategy != "no" else None
+    builder = PromptBuilder(lm.adapter, cfg.timestamp_spec(), cfg.system_prompt)
+    dtype = next(p for p in lm.model.parameters()).dtype
+    collator = AudioSFTCollator(builder, answer_style=cfg.answer_style, max_length=cfg.max_length, dtype=dtype)
+    callbacks = [FreezeRowsCallback(lm.freezer)] if lm.freezer is not None else []
+    trainer = AudioSFTTrainer(
+        model=lm.model,
+        args=cfg,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=collator,
+        processing_class=lm.adapter.tokenizer,
+        callbacks=callbacks,
+    )
+    return trainer, lm
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_recipe(AudioSFTConfig, argv)
+    setup_logging(cfg.process_index == 0)
+    trainer, lm = build_trainer(cfg)
+    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    final = save_final(trainer, lm, cfg)
+    logger.info("SFT done: %s", final)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
