@@ -128,3 +128,7 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
     fusion_aux: str | None = field(default=None, metadata={"help": "Auxiliary reward fused when Var(main) < eps."})
     fusion_eps: float = field(default=1e-6, metadata={"help": "Variance threshold of the fusion."})
     save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})
+
+    def __post_init__(self):
+        _cpu_precision(self)
+        super().__post_init__()

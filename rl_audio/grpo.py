@@ -1,0 +1,87 @@
+"""GRPO on audio with TimePro-RL's variance-gated reward fusion.
+
+    accelerate launch -m rl_audio.grpo recipes/timepro.yaml [--key value ...]
+    python -m rl_audio.grpo recipes/timepro.yaml [--key value ...]
+
+Starts from a plain model, a tiny preset or an rl_audio SFT output (`.../final`); writes `output_dir/final`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import rewards as reward_lib
+
+from .cli import parse_recipe
+from .configs import AudioGRPOConfig
+from .data import render_question
+from .models.loading import load_model
+from .models.prompting import PromptBuilder
+from .runs import load_for_training, load_rows, save_final, setup_logging
+from .trainers.grpo import AudioGRPOTrainer, FusedRewardSlot, GuardedReward
+from .trainers.sft import FreezeRowsCallback
+
+logger = logging.getLogger("rl_audio.grpo")
+
+
+def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], dict | None]:
+    """Reward functions (by registry name or dotted path, with their own settings) and weights; fusion slot."""
+    unknown = set(cfg.reward_kwargs) - set(cfg.rewards)
+    if unknown:
+        raise ValueError(f"reward_kwargs has settings for {sorted(unknown)}, which are not in rewards {cfg.rewards}")
+    funcs = [GuardedReward(reward_lib.get(n, **(cfg.reward_kwargs.get(n) or {})), n) for n in cfg.rewards]
+    weights = list(cfg.reward_weights) if cfg.reward_weights else [1.0] * len(funcs)
+    if len(weights) != len(funcs):
+        raise ValueError(f"reward_weights has {len(weights)} entries for {len(funcs)} rewards {cfg.rewards}")
+    if cfg.fusion_main is None and cfg.fusion_aux is None:
+        return funcs, weights, None
+    for role, name in (("fusion_main", cfg.fusion_main), ("fusion_aux", cfg.fusion_aux)):
+        if name not in cfg.rewards:
+            raise ValueError(f"{role} {name!r} is not one of the configured rewards {cfg.rewards}")
+    # TimePro-RL eq. 2 replaces main and aux by the fused reward: they stay as columns (and are logged) with weight
+    # 0, and the fused column carries the main reward's weight.
+    main_i, aux_i = cfg.rewards.index(cfg.fusion_main), cfg.rewards.index(cfg.fusion_aux)
+    fused_weight = weights[main_i]
+    weights[main_i] = weights[aux_i] = 0.0
+    funcs.append(FusedRewardSlot(cfg.fusion_main, cfg.fusion_aux))
+    weights.append(fused_weight)
+    return funcs, weights, {"main": cfg.fusion_main, "aux": cfg.fusion_aux, "eps": cfg.fusion_eps}
+
+
+def build_trainer(cfg: AudioGRPOConfig):
+    funcs, weights, fusion = build_rewards(cfg)
+    cfg.reward_weights = weights
+    lm = load_for_training(cfg)
+    train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})
+    builder = PromptBuilder(lm.adapter, cfg.timestamp_spec(), cfg.system_prompt)
+
+    def reference():
+        ref = load_model(lm.path, timestamps=cfg.timestamp_spec(), dtype=cfg.model_dtype, preset_seed=cfg.preset_seed)
+        return ref.model
+
+    trainer = AudioGRPOTrainer(
+        model=lm.model,
+        args=cfg,
+        reward_funcs=funcs,
+        train_dataset=train,
+        processing_class=lm.adapter.tokenizer,
+        callbacks=[FreezeRowsCallback(lm.freezer)] if lm.freezer is not None else [],
+        builder=builder,
+        reference_factory=reference,
+        fusion=fusion,
+    )
+    return trainer, lm
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_recipe(AudioGRPOConfig, argv)
+    setup_logging(cfg.process_index == 0)
+    trainer, lm = build_trainer(cfg)
+    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    final = save_final(trainer, lm, cfg, extra_info={"stage": "grpo", "rewards": cfg.rewards})
+    logger.info("GRPO done: %s", final)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
