@@ -128,6 +128,15 @@ class AudioLMAdapter:
         return _unwrap(model).model.language_model
 
     # ---- audio ---------------------------------------------------------------------------------------------
+    def reserved_token_ids(self) -> list[int]:
+        """Tokens a model must never generate: its audio placeholder and audio wrapper tokens. A generated
+        placeholder would be taken for an audio slot in the next forward pass (pass as `suppress_tokens`)."""
+        ids = [self.placeholder_id]
+        for text in (self.audio_open, self.audio_close):
+            if text:
+                ids.append(self.tokenizer.convert_tokens_to_ids(text))
+        return ids
+
     @property
     def marker(self) -> str:
         return self.audio_open + self.placeholder + self.audio_close

@@ -89,6 +89,12 @@ class AudioGRPOTrainer(GRPOTrainer):
                 "generated without audio. Set use_vllm: false."
             )
         self.builder = builder
+        # Never sample audio placeholders: one in a completion would be taken for an audio slot (TRL does the
+        # same for image tokens).
+        reserved = builder.adapter.reserved_token_ids()
+        gen_kwargs = dict(targs.generation_kwargs or {})
+        gen_kwargs["suppress_tokens"] = sorted(set(gen_kwargs.get("suppress_tokens") or []) | set(reserved))
+        targs.generation_kwargs = gen_kwargs
         self._audio: AudioBatch | None = None
         self._prompt_ids: list[list[int]] | None = None
         ctx = _reference_model_from(reference_factory) if reference_factory else contextlib.nullcontext()
