@@ -3,9 +3,8 @@ the SFT and GRPO configs subclass TRL's own, so every TRL/transformers training 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import logging
+from dataclasses import dataclass, field
 
 from trl import GRPOConfig, SFTConfig
 
@@ -20,8 +19,10 @@ class AudioArguments:
 
     model_name_or_path: str = field(
         default="tiny-qwen2-audio",
-        metadata={"help": "Local checkpoint directory, cached hub id, or a tiny preset name (tiny-qwen2-audio, "
-                  "tiny-qwen2.5-omni, tiny-af3, small-qwen2-audio)."},
+        metadata={
+            "help": "Local checkpoint directory, cached hub id, or a tiny preset name (tiny-qwen2-audio, "
+            "tiny-qwen2.5-omni, tiny-af3, small-qwen2-audio)."
+        },
     )
     preset_seed: int = field(default=0, metadata={"help": "Seed of the random weights of a tiny preset."})
     model_dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
@@ -29,8 +30,10 @@ class AudioArguments:
     freeze_audio_encoder: bool = field(default=False, metadata={"help": "Freeze the audio encoder."})
     trainable_modules: list[str] = field(
         default_factory=list,
-        metadata={"help": "Full fine-tuning of these parts only, everything else frozen: 'aligner', "
-                  "'audio_encoder', 'language_model', or parameter-name substrings (TGSR Table 5 trains the aligner)."},
+        metadata={
+            "help": "Full fine-tuning of these parts only, everything else frozen: 'aligner', "
+            "'audio_encoder', 'language_model', or parameter-name substrings (TGSR Table 5 trains the aligner)."
+        },
     )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (PEFT) on the language model."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
@@ -59,10 +62,10 @@ class AudioArguments:
         default="outputs/data", metadata={"help": "Where the embedded default data set is generated (cached)."}
     )
     default_data_clips: int = field(default=64, metadata={"help": "Clips in the embedded default training set."})
-    tasks: list[str] = field(
-        default_factory=list, metadata={"help": "Keep only rows of these tasks (empty: all)."}
+    tasks: list[str] = field(default_factory=list, metadata={"help": "Keep only rows of these tasks (empty: all)."})
+    answer_style: str = field(
+        default="spotsound", metadata={"help": "Question/answer templates: spotsound | timepro."}
     )
-    answer_style: str = field(default="spotsound", metadata={"help": "Question/answer templates: spotsound | timepro."})
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
     skip_invalid: bool = field(
         default=False, metadata={"help": "Drop invalid manifest rows (counted and logged) instead of stopping."}
@@ -104,8 +107,10 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
 
     save_merged: bool = field(
         default=True,
-        metadata={"help": "With LoRA, write the merged model (loadable by grpo/evaluate as a plain checkpoint) "
-                  "to output_dir/final; the adapter is kept in output_dir/final/adapter."},
+        metadata={
+            "help": "With LoRA, write the merged model (loadable by grpo/evaluate as a plain checkpoint) "
+            "to output_dir/final; the adapter is kept in output_dir/final/adapter."
+        },
     )
 
 
@@ -115,8 +120,10 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
 
     rewards: list[str] = field(
         default_factory=lambda: ["eb_f1", "miou"],
-        metadata={"help": "Reward functions by registry name (rewards.REGISTRY) or dotted path. Weights go in "
-                  "reward_weights (TRL's own key)."},
+        metadata={
+            "help": "Reward functions by registry name (rewards.REGISTRY) or dotted path. Weights go in "
+            "reward_weights (TRL's own key)."
+        },
     )
     reward_kwargs: dict = field(
         default_factory=dict,

@@ -36,7 +36,9 @@ def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
         return list(given)
     from .data import build_default_dataset
 
-    paths = build_default_dataset(cfg.data_dir, num_train=cfg.default_data_clips, num_test=max(8, cfg.default_data_clips // 4))
+    paths = build_default_dataset(
+        cfg.data_dir, num_train=cfg.default_data_clips, num_test=max(8, cfg.default_data_clips // 4)
+    )
     return [str(paths["train" if split == "train" else "test"])]
 
 
@@ -50,7 +52,9 @@ def load_rows(cfg: AudioArguments, split: str):
         ds = ds.filter(lambda r: r["task"] in cfg.tasks)
     too_long = [r["id"] for r in ds if r["duration"] > cfg.max_audio_seconds]
     if too_long:
-        raise ValueError(f"{len(too_long)} rows are longer than max_audio_seconds={cfg.max_audio_seconds}: {too_long[:5]}")
+        raise ValueError(
+            f"{len(too_long)} rows are longer than max_audio_seconds={cfg.max_audio_seconds}: {too_long[:5]}"
+        )
     if len(ds) == 0:
         raise ValueError(f"no rows to use in {paths} (tasks filter: {cfg.tasks or 'none'})")
     logger.info("%s: %d rows from %s", split, len(ds), ", ".join(paths))
@@ -94,7 +98,11 @@ def load_for_training(cfg: AudioArguments) -> LoadedModel:
 
 def _named_parts(lm: LoadedModel) -> dict[str, torch.nn.Module]:
     a = lm.adapter
-    return {"aligner": a.aligner(lm.model), "audio_encoder": a.audio_encoder(lm.model), "language_model": a.language_model(lm.model)}
+    return {
+        "aligner": a.aligner(lm.model),
+        "audio_encoder": a.audio_encoder(lm.model),
+        "language_model": a.language_model(lm.model),
+    }
 
 
 def _select_trainable(lm: LoadedModel, cfg: AudioArguments) -> None:
@@ -108,7 +116,9 @@ def _select_trainable(lm: LoadedModel, cfg: AudioArguments) -> None:
             continue
         hits = [p for n, p in model.named_parameters() if item in n]
         if not hits:
-            raise ValueError(f"trainable_modules: {item!r} matches no parameter; use {sorted(parts)} or a name substring")
+            raise ValueError(
+                f"trainable_modules: {item!r} matches no parameter; use {sorted(parts)} or a name substring"
+            )
         for p in hits:
             p.requires_grad_(True)
 

@@ -10,7 +10,6 @@ from transformers import (
     Qwen2_5OmniThinkerForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
 )
-
 from transformers.masking_utils import create_bidirectional_mask
 
 from .base import AudioLMAdapter, _unwrap
@@ -111,18 +110,13 @@ class Qwen2_5OmniAdapter(AudioLMAdapter):
             return full.thinker
         return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, **kwargs)
 
-    @staticmethod
-    def audio_encoder(model):
-        return _unwrap(model).audio_tower
-
+    # The thinker nests its parts like the other families (`model.audio_tower`, `model.language_model`), so the
+    # base class finds the encoder and the LM; only the aligner differs.
     @staticmethod
     def aligner(model):
-        # The thinker's audio tower ends in its own projection (`proj`) to the LM width.
-        return _unwrap(model).audio_tower.proj
-
-    @staticmethod
-    def language_model(model):
-        return _unwrap(model).model
+        # The thinker's audio tower ends in its own projection (`proj`) to the LM width; there is no separate
+        # multi-modal projector.
+        return _unwrap(model).model.audio_tower.proj
 
 
 class AudioFlamingo3Adapter(AudioLMAdapter):

@@ -46,7 +46,9 @@ class PromptBuilder:
 
     def messages(self, question: str) -> list[dict]:
         msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        msgs.append({"role": "user", "content": [{"type": "audio", "audio": "audio"}, {"type": "text", "text": question}]})
+        msgs.append(
+            {"role": "user", "content": [{"type": "audio", "audio": "audio"}, {"type": "text", "text": question}]}
+        )
         return msgs
 
     def prompt_ids(self, question: str, window_counts: list[int]) -> list[int]:

@@ -142,7 +142,9 @@ def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec, language_model_e
                 std = float(table[: min(ids)].std())
                 gen = torch.Generator().manual_seed(0)
                 table[ids] = (torch.randn((len(ids), table.shape[1]), generator=gen) * std).to(table.dtype)
-    logger.info("added %d timestamp tokens (%s init, lm_head %s)", len(ids), spec.token_init, "tied" if tied else "own")
+    logger.info(
+        "added %d timestamp tokens (%s init, lm_head %s)", len(ids), spec.token_init, "tied" if tied else "own"
+    )
     return list(ids)
 
 

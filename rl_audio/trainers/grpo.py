@@ -151,8 +151,15 @@ class AudioGRPOTrainer(GRPOTrainer):
             self._audio = None
 
     def _get_per_token_logps_and_entropies(
-        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False,
-        compute_aux_loss=False, **unused,
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **unused,
     ):
         audio = self._audio
         if audio is None or len(audio) != input_ids.size(0):
@@ -165,7 +172,9 @@ class AudioGRPOTrainer(GRPOTrainer):
             ids = input_ids[start:end]  # (b, T)
             audio_kwargs = self.builder.adapter.model_audio_kwargs(audio[start:end], dtype)
             with self.accelerator.autocast():
-                logits = model(input_ids=ids, attention_mask=attention_mask[start:end], use_cache=False, **audio_kwargs).logits
+                logits = model(
+                    input_ids=ids, attention_mask=attention_mask[start:end], use_cache=False, **audio_kwargs
+                ).logits
             logits = logits[:, -logits_to_keep - 1 : -1, :] / self.temperature  # (b, K, V): predicts completion
             logps.append(selective_log_softmax(logits, ids[:, -logits_to_keep:]))
             if compute_entropy:

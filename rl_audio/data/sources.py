@@ -1,0 +1,100 @@
+"""Where the synthetic builder takes its foregrounds and backgrounds from: procedural generators or folders.
+
+A folder of real foregrounds has one subfolder per class; the subfolder's name is the caption (underscores read as
+spaces), e.g. ``foregrounds/a_dog_barking/*.wav``. A folder of backgrounds holds audio files at any depth. Files are
+listed in sorted order so that a seed gives the same clips on every machine.
+
+Real foregrounds are trimmed as SpotSound (arXiv:2604.13023, §3.1) trims VGGSound clips: leading and trailing
+frames more than 20 dB below the mean signal power are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .audio import load_audio
+from .sounds import SOUND_CLASSES, render_background, unit_rms
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+TRIM_DB = 20.0
+
+
+def list_audio_files(folder: str | os.PathLike) -> list[Path]:
+    """Audio files under ``folder`` (any depth), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def trim_quiet_edges(wav: np.ndarray, sr: int, *, below_db: float = TRIM_DB, frame_s: float = 0.02) -> np.ndarray:
+    """Drop leading/trailing frames whose power is more than ``below_db`` dB under the mean power."""
+    frame = max(1, int(frame_s * sr))
+    n_frames = wav.size // frame
+    if n_frames < 2:
+        return wav
+    power = np.mean(np.square(wav[: n_frames * frame].reshape(n_frames, frame)), axis=1)  # (n_frames,)
+    loud = np.flatnonzero(power >= np.mean(power) * 10 ** (-below_db / 10))
+    if loud.size == 0:
+        return wav
+    return wav[loud[0] * frame : (loud[-1] + 1) * frame]
+
+
+class ProceduralForegrounds:
+    """The procedural classes of :data:`rl_audio.data.sounds.SOUND_CLASSES`."""
+
+    def __init__(self):
+        self.classes = list(SOUND_CLASSES.values())
+        self.captions = [c.captions for c in self.classes]
+
+    def render(self, index: int, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+        """An instance of class ``index`` lasting exactly ``n`` samples, unit RMS."""
+        return self.classes[index].render(rng, n, sr)
+
+
+class FolderForegrounds:
+    """Real foregrounds: ``folder/<caption>/<files>``; each instance is a trimmed, possibly cropped file."""
+
+    def __init__(self, folder: str | os.PathLike):
+        subdirs = sorted(p for p in Path(folder).iterdir() if p.is_dir())
+        self.files = [list_audio_files(d) for d in subdirs]
+        self.captions = [(d.name.replace("_", " ").strip(),) for d in subdirs]
+        empty = [d.name for d, files in zip(subdirs, self.files) if not files]
+        if not subdirs or empty:
+            raise ValueError(f"{folder}: need one subfolder of audio files per class (empty: {empty or 'all'})")
+
+    def render(self, index: int, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
+        """A random file of class ``index``, trimmed, cropped at random to at most ``n`` samples, unit RMS."""
+        files = self.files[index]
+        wav = trim_quiet_edges(load_audio(files[int(rng.integers(len(files)))], sr=sr), sr)
+        if wav.size > n:
+            start = int(rng.integers(wav.size - n + 1))
+            wav = wav[start : start + n]
+        return unit_rms(wav.astype(np.float64))
+
+
+class ProceduralBackgrounds:
+    """Procedural ambience from :func:`rl_audio.data.sounds.render_background`."""
+
+    def render(self, rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, str]:
+        return render_background(rng, n, sr)
+
+
+class FolderBackgrounds:
+    """Real ambience: a random file, looped if too short, cropped at random to the clip length."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.files = list_audio_files(folder)
+        if not self.files:
+            raise ValueError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+
+    def render(self, rng: np.random.Generator, n: int, sr: int) -> tuple[np.ndarray, str]:
+        path = self.files[int(rng.integers(len(self.files)))]
+        wav = load_audio(path, sr=sr).astype(np.float64)
+        if wav.size < n:
+            wav = np.tile(wav, -(-n // wav.size))
+        start = int(rng.integers(wav.size - n + 1))
+        return unit_rms(wav[start : start + n]), path.name

@@ -1,0 +1,185 @@
+import hashlib
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rl_audio.data.audio import load_audio, write_wav
+from rl_audio.data.manifest import load_manifest
+from rl_audio.data.negatives import content_words
+from rl_audio.data.sounds import SOUND_CLASSES
+from rl_audio.data.synth import SynthConfig, build_synthetic, place_events
+
+SHORT = {"min_len": 4.0, "max_len": 6.0, "min_event": 0.5, "max_event": 1.0}
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else 0.0
+
+
+def _digest(folder) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*.*")}
+
+
+def test_event_is_where_the_manifest_says(tmp_path):
+    # high SNR: background 30 dB under the foreground, so the window must hold nearly all the energy
+    config = SynthConfig(num_clips=6, seed=1, bg_rel_db=-30, bg_jitter_db=0, min_events=1, max_events=2, **SHORT)
+    rows = load_manifest(build_synthetic(tmp_path, config, progress=False))
+    grounding = [r for r in rows if r["task"] == "grounding"]
+    assert {r["task"] for r in rows} == {"grounding", "existence"}
+    for clip in {r["audio"] for r in grounding}:
+        wav, sr = load_audio(clip), config.sample_rate
+        inside = np.zeros(wav.size, dtype=bool)
+        for row in (r for r in grounding if r["audio"] == clip):
+            for start, end in row["windows"]:
+                inside[round(start * sr) : round(end * sr)] = True
+                assert _rms(wav[round(start * sr) : round(end * sr)]) > 0.02
+        ratio = _rms(wav[inside]) / _rms(wav[~inside])
+        assert ratio > 10, f"{clip}: window RMS only {ratio:.1f}x the rest"
+
+
+def test_window_is_not_elsewhere(tmp_path):
+    """A shifted window must not pass the same energy check: the test above can fail."""
+    config = SynthConfig(num_clips=1, seed=2, bg_rel_db=-30, bg_jitter_db=0, **SHORT)
+    (row,) = [r for r in load_manifest(build_synthetic(tmp_path, config, progress=False)) if r["task"] == "grounding"]
+    wav, sr = load_audio(row["audio"]), config.sample_rate
+    (start, end), length = row["windows"][0], row["windows"][0][1] - row["windows"][0][0]
+    shifted = start + length + 0.1 if end + length + 0.1 < row["duration"] else start - length - 0.1
+    inside = wav[round(start * sr) : round(end * sr)]
+    outside = wav[round(shifted * sr) : round((shifted + length) * sr)]
+    assert _rms(inside) > 10 * _rms(outside)
+
+
+def test_same_seed_gives_identical_files(tmp_path):
+    config = SynthConfig(num_clips=3, seed=7, negatives=True, sed_rows=True, **SHORT)
+    build_synthetic(tmp_path / "a", config, progress=False)
+    build_synthetic(tmp_path / "b", config, progress=False)
+    build_synthetic(tmp_path / "c", SynthConfig(num_clips=3, seed=8, negatives=True, sed_rows=True, **SHORT))
+    a, b, c = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
+    assert a == b and len(a) == 4  # 3 wavs and the manifest
+    assert all(a[name] != c[name] for name in a)
+
+
+def test_multiple_events_do_not_overlap(tmp_path):
+    config = SynthConfig(
+        num_clips=8,
+        seed=3,
+        min_events=2,
+        max_events=3,
+        min_gap=0.3,
+        min_len=5.0,
+        max_len=6.0,
+        min_event=0.5,
+        max_event=1.2,
+    )
+    config.sed_rows = True
+    rows = load_manifest(build_synthetic(tmp_path, config, progress=False))
+    sed = [r for r in rows if r["task"] == "sed"]
+    assert len(sed) == 8
+    counts = set()
+    for row in sed:
+        events = row["events"]
+        counts.add(len(events))
+        for before, after in zip(events, events[1:]):
+            assert after["onset"] >= before["offset"] + 0.3 - 1e-9
+        assert all(0 <= e["onset"] < e["offset"] <= row["duration"] for e in events)
+        # distinct classes by default; each grounding row carries exactly its event's window
+        labels = [e["label"] for e in events]
+        assert len(set(labels)) == len(labels)
+        for g in (r for r in rows if r["audio"] == row["audio"] and r["task"] == "grounding"):
+            assert g["windows"] == [[e["onset"], e["offset"]] for e in events if e["label"] == g["query"]]
+    assert counts == {2, 3}
+
+
+def test_repeated_class_gives_several_windows(tmp_path):
+    config = SynthConfig(num_clips=6, seed=0, min_events=3, max_events=3, allow_repeats=True, **SHORT)
+    config.min_len = 5.0
+    rows = load_manifest(build_synthetic(tmp_path, config, progress=False))
+    assert any(len(r["windows"]) > 1 for r in rows if r["task"] == "grounding")
+
+
+def test_levels_follow_config(tmp_path):
+    config = SynthConfig(num_clips=5, seed=4, **SHORT)
+    rows = load_manifest(build_synthetic(tmp_path, config, progress=False))
+    snrs = [s for r in rows if r["task"] == "grounding" for s in r["meta"]["snr_db"]]
+    assert all(5 - 1e-6 <= s <= 15 + 1e-6 for s in snrs)  # background at -10 +- 5 dB re the foreground
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"min_len": 8.0, "max_len": 5.0}, "min_len <= max_len"),
+        ({"max_events": 3, "max_event": 2.0, "min_len": 5.0}, "max_events * max_event"),
+        ({"min_events": 0}, "min_events"),
+    ],
+)
+def test_invalid_config(tmp_path, change, text):
+    with pytest.raises(ValueError, match=re.escape(text)):
+        build_synthetic(tmp_path, SynthConfig(num_clips=1, **{**SHORT, **change}), progress=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(100, 6000),
+    st.lists(st.integers(1, 300), min_size=1, max_size=5),
+    st.integers(0, 50),
+    st.integers(0, 2**32 - 1),
+)
+def test_place_events_property(clip, durations, gap, seed):
+    needed = sum(durations) + gap * (len(durations) - 1)
+    if needed > clip:
+        with pytest.raises(ValueError):
+            place_events(np.random.default_rng(seed), clip, durations, gap)
+        return
+    starts = place_events(np.random.default_rng(seed), clip, durations, gap)
+    ends = [s + d for s, d in zip(starts, durations)]
+    assert starts[0] >= 0 and ends[-1] <= clip
+    assert all(nxt >= end + gap for end, nxt in zip(ends, starts[1:]))
+
+
+def test_single_event_start_is_uniform():
+    rng = np.random.default_rng(0)
+    starts = [place_events(rng, 1000, [200], 0)[0] for _ in range(4000)]
+    assert min(starts) <= 10 and max(starts) >= 790
+    counts, _ = np.histogram(starts, bins=4, range=(0, 801))
+    assert counts.min() > 0.8 * counts.max()
+
+
+def test_sound_classes_are_many_and_distinct():
+    assert len(SOUND_CLASSES) >= 8
+    for name, cls in SOUND_CLASSES.items():
+        assert len(cls.captions) >= 2, name
+        wav = cls.render(np.random.default_rng(0), 8000, 16000)
+        assert wav.shape == (8000,) and np.isfinite(wav).all()
+        assert _rms(wav) == pytest.approx(1.0)
+    # every caption shares no content word with the captions of at least 5 other classes: negatives exist
+    for name, cls in SOUND_CLASSES.items():
+        words = set().union(*(content_words(c) for c in cls.captions))
+        clean = [o for o in SOUND_CLASSES.values() if all(not content_words(c) & words for c in o.captions)]
+        assert len(clean) >= 5, name
+
+
+def test_real_foreground_and_background_folders(tmp_path):
+    sr, rng = 16000, np.random.default_rng(0)
+    t = np.arange(sr) / sr
+    silence = np.zeros(sr // 2)
+    for caption, freq in (("a_dog_barking", 500), ("a_car_horn", 2000)):
+        tone = 0.5 * np.sin(2 * np.pi * freq * t)
+        write_wav(tmp_path / "fg" / caption / "x.wav", np.concatenate([silence, tone, silence]), sr)
+    write_wav(tmp_path / "bg" / "street.wav", 0.05 * rng.standard_normal(3 * sr), sr)
+    config = SynthConfig(
+        num_clips=3, seed=0, min_len=4.0, max_len=5.0, min_event=1.5, max_event=1.5, bg_rel_db=-30, bg_jitter_db=0
+    )
+    config.foreground_dir, config.background_dir = str(tmp_path / "fg"), str(tmp_path / "bg")
+    rows = load_manifest(build_synthetic(tmp_path / "out", config, progress=False))
+    grounding = [r for r in rows if r["task"] == "grounding"]
+    assert {r["query"] for r in grounding} <= {"a dog barking", "a car horn"}
+    for row in grounding:
+        ((start, end),) = row["windows"]
+        assert end - start == pytest.approx(1.0, abs=0.03)  # the quiet edges were trimmed off the 2 s file
+        wav = load_audio(row["audio"])
+        inside = wav[round(start * sr) : round(end * sr)]
+        before, after = wav[: round(start * sr)], wav[round(end * sr) :]
+        assert _rms(inside) > 5 * _rms(before if before.size > after.size else after)
