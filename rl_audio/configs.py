@@ -4,6 +4,7 @@ the SFT and GRPO configs subclass TRL's own, so every TRL/transformers training 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from trl import GRPOConfig, SFTConfig
@@ -92,6 +93,10 @@ def _cpu_precision(cfg) -> None:
     if cfg.bf16 or cfg.fp16:
         logger.warning("no GPU: training in float32 instead of bf16/fp16")
     cfg.bf16, cfg.fp16 = False, False  # TRL turns bf16=None into True
+    # DeepSpeed ZeRO on the CPU needs gloo: without it accelerate counts one process while DeepSpeed sees all of
+    # them, and the batch-size check fails ("train_batch_size is not equal to micro_batch_per_gpu * ...").
+    if cfg.ddp_backend is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        cfg.ddp_backend = "gloo"
 
 
 @dataclass

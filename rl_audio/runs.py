@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,9 +37,13 @@ def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
         return list(given)
     from .data import build_default_dataset
 
-    paths = build_default_dataset(
-        cfg.data_dir, num_train=cfg.default_data_clips, num_test=max(8, cfg.default_data_clips // 4)
-    )
+    # One process builds the files, the others wait and then reuse them (concurrent writers of the same wav files
+    # fail). Global main first, then each node's main: right for a data_dir shared by all nodes or local to each.
+    first = getattr(cfg, "main_process_first", None)
+    with first(local=False) if first else contextlib.nullcontext(), first() if first else contextlib.nullcontext():
+        paths = build_default_dataset(
+            cfg.data_dir, num_train=cfg.default_data_clips, num_test=max(8, cfg.default_data_clips // 4)
+        )
     return [str(paths["train" if split == "train" else "test"])]
 
 
@@ -88,8 +93,9 @@ def load_for_training(cfg: AudioArguments) -> LoadedModel:
     _select_trainable(lm, cfg)
     if cfg.use_peft:
         lm.model = _wrap_lora(lm, cfg)
-    trainable = sum(p.numel() for p in lm.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in lm.model.parameters())
+    # ZeRO-3 partitions parameters at load time: their real size is `ds_numel`.
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in lm.model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in lm.model.parameters())
     logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
     if trainable == 0:
         raise ValueError("nothing to train: every parameter is frozen (check trainable_modules / use_peft)")
