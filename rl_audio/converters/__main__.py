@@ -1,0 +1,115 @@
+"""Command line of the converters: ``python -m rl_audio.converters <format> --help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..data import ManifestError, NegativeError, add_negatives_with_report, load_manifest, write_manifest
+from ..data.stats import format_summary, summarize
+from . import CONVERTERS, ConverterError, convert
+
+logger = logging.getLogger("rl_audio.converters")
+
+_HELP = {
+    "audiogrounding": "AudioGrounding v1/v2 label JSON (Xu et al. 2021)",
+    "clotho-moment": "Clotho-Moment JSONL (qid, query, duration, vid, relevant_windows)",
+    "unav100": "UnAV-100 annotations JSON ({database: {vid: {duration, subset, annotations}}})",
+    "desed": "DESED strong-label TSV (filename onset offset event_label) [+ durations TSV]",
+    "ftar": "FTAR / TimeAudio JSON (audio, question, answer, duration, id, task)",
+    "mmau": "MMAU test-mini JSON (id, audio_id, question, choices, answer, task, ...)",
+    "spotsound-bench": "SpotSound-Bench (UnAV-style database JSON, or list/JSONL of audio, query, windows)",
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="the release's annotation file")
+    p.add_argument("--out", required=True, help="manifest to write (JSONL)")
+    p.add_argument("--audio-dir", help="folder of the audio files (default: the input's folder)")
+    p.add_argument("--skip-invalid", action="store_true", help="skip bad items (counted by reason) instead of failing")
+    p.add_argument(
+        "--window-tolerance",
+        type=float,
+        default=0.05,
+        help="seconds a window may exceed [0, duration] before it is invalid (it is clamped)",
+    )
+    p.add_argument("--check-audio", action="store_true", help="compare given durations with the audio headers")
+    p.add_argument(
+        "--negatives",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N SpotSound negative queries per clip (grounding + existence rows)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the negative queries")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rl_audio.converters", description=__doc__)
+    sub = parser.add_subparsers(dest="format", required=True)
+    for name in CONVERTERS:
+        p = sub.add_parser(name, help=_HELP[name], description=CONVERTERS[name].__doc__)
+        _common(p)
+        if name == "audiogrounding":
+            p.add_argument("--version", choices=["auto", "1", "2"], default="auto", help="label format version")
+        if name in ("unav100", "desed"):
+            default = "grounding" if name == "unav100" else "sed"
+            p.add_argument("--tasks", default=default, help="comma-separated: grounding, sed (default %(default)s)")
+        if name == "unav100":
+            p.add_argument("--subset", help="keep only this subset (train, validation, test)")
+        if name == "desed":
+            p.add_argument("--durations", help="durations TSV (filename duration)")
+        if name == "ftar":
+            p.add_argument("--task", help="task of every item (TAG/grounding, DAC, SED); default: each item's 'task'")
+    p = sub.add_parser("negatives", help="add SpotSound negative queries to a grounding manifest")
+    p.add_argument("input", help="grounding manifest")
+    p.add_argument("--out", required=True, help="manifest to write")
+    p.add_argument("--per-clip", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-missing", action="store_true", help="clips without a valid negative query get none")
+    return parser
+
+
+def _options(args) -> dict:
+    options = {}
+    for key in ("version", "subset", "durations", "task"):
+        if getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    if getattr(args, "tasks", None):
+        options["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.format == "negatives":
+            rows, counts = add_negatives_with_report(
+                load_manifest(args.input), seed=args.seed, per_clip=args.per_clip, skip_missing=args.skip_missing
+            )
+            skipped = {"no_negative": counts["skipped_no_negative"]} if counts["skipped_no_negative"] else {}
+        else:
+            rows, skipped = convert(
+                args.format,
+                args.input,
+                audio_dir=args.audio_dir,
+                skip_invalid=args.skip_invalid,
+                window_tolerance=args.window_tolerance,
+                check_audio=args.check_audio,
+                negatives=args.negatives,
+                seed=args.seed,
+                **_options(args),
+            )
+        write_manifest(rows, args.out)
+    except (ConverterError, ManifestError, NegativeError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+    print(f"wrote {args.out}")
+    print(format_summary(summarize(rows, skipped)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Evaluate a model on manifests.
+
+    python -m rl_audio.evaluate [RECIPE.yaml] [--key value ...]
+    python -m rl_audio.evaluate --help
+
+Writes output_dir/{predictions.jsonl, metrics.json, report.md, plots/}; rerunning resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from ..cli import parse_recipe
+from ..runs import setup_logging
+from .config import AudioEvalConfig
+from .runner import METRICS_FILE, REPORT_FILE, run_evaluation
+
+logger = logging.getLogger("rl_audio.evaluate")
+
+_HEADLINE = {
+    "grounding": "mIoU",
+    "existence": "accuracy",
+    "two_stage": "f1",
+    "sed": "eb_f1",
+    "dac": "meteor",
+    "sta": "mIoU",
+    "qa": "accuracy",
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse_recipe(AudioEvalConfig, argv)
+    setup_logging()
+    metrics = run_evaluation(cfg)
+    headline = {
+        f"{t}/{k}": round(metrics[t][k], 4) for t, k in _HEADLINE.items() if metrics.get(t, {}).get(k) is not None
+    }
+    logger.info("%s", json.dumps(headline))
+    logger.info("wrote %s/%s and %s/%s", cfg.output_dir, METRICS_FILE, cfg.output_dir, REPORT_FILE)
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,274 @@
+"""Aggregate per-row scores into the papers' metrics, per task (and per manifest when there are several).
+
+All rates are fractions in [0, 1] (the papers print percentages). Definitions, with their sources:
+
+* grounding (SpotSound §4.1, TimePro-RL §3.1 AG): over positive queries, ``R1@θ = (1/N) Σ 1[IoU_i ≥ θ]`` and
+  ``mIoU = (1/N) Σ IoU_i``, IoU being that of the unions of reference and predicted windows
+  (:func:`rewards.temporal.window_iou`). Negative queries (no windows) are reported apart as ``negatives_rejected``,
+  the fraction whose answer states absence. ``joint_f1`` applies the two-stage rules below to the grounding answer
+  alone (presence = it gave a window), for manifests without existence rows.
+* existence (SpotSound §4.2): accuracy over all queries, on positives and on negatives.
+* two_stage (SpotSound §4.3): each existence row is paired with the grounding row of the same clip and query.
+  Negative: TN if the existence answer says absent, else FP. Positive: FN if it does not say present; TP if it
+  does and the grounding answer's IoU > ``two_stage_iou`` (0.3); FP otherwise. ``F1 = 2TP / (2TP + FP + FN)``
+  (:func:`rewards.temporal.two_stage_f1`).
+* sed (TimePro-RL §3.1, DESED): event-based F1 (Mesaros et al. 2016; sed_eval's ``EventBasedMetrics``): onset
+  within ``t_collar``, offset within ``max(t_collar, sed_percentage_of_length × reference length)``, labels equal
+  after normalisation, optimal one-to-one matching. ``eb_f1`` is sed_eval's overall (micro) F, TP, N_ref and N_est
+  summed over clips; ``eb_f1_macro`` the mean over reference classes of ``2 TP_c / (N_ref,c + N_est,c)`` (sed_eval
+  leaves a class the model never predicts out of its class-wise average; here it counts as 0); ``eb_f1_clip_mean``
+  the mean per-clip F, which is the mean of the ``eb_f1`` reward.
+* dac (TimePro-RL §3.1): METEOR of the captions (mean per clip, :class:`rewards.text.MeteorReward`) and
+  event-based F1 on timing only (descriptions are free text).
+* sta (TGSR Table 1): R1@θ and mIoU of the single predicted window.
+* qa (MMAU, TGSR eq. 1): accuracy overall and per value of each ``qa_group_by`` meta key.
+* behaviour (TGSR Table 3, App. C.4): ``regions_explored`` = mean number of distinct intervals an answer
+  references (:func:`rewards.reasoning.count_grounded_units`); ``audiology_verify`` and ``consistency`` when an
+  audiology model or a judge is configured.
+
+Unparseable answers are misses and are counted per task under ``unparseable``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+from rewards.parsing import normalise_text
+from rewards.reasoning import count_grounded_units
+from rewards.temporal import existence_accuracy, mean_iou, recall_at, two_stage_f1
+
+from .scoring import is_positive, score_row
+
+TASK_ORDER = ("grounding", "existence", "two_stage", "sed", "dac", "sta", "qa", "behaviour")
+
+
+def r1_key(theta: float) -> str:
+    """The metrics.json key of R1@θ.
+
+    >>> r1_key(0.5)
+    'R1@0.5'
+    """
+    return f"R1@{theta:g}"
+
+
+def two_stage_outcome(positive: bool, said_present: bool | None, iou: float | None, threshold: float) -> str:
+    """SpotSound §4.3 confusion class of one query: ``tp``, ``fp``, ``fn`` or ``tn``.
+
+    >>> [two_stage_outcome(True, True, 0.5, 0.3), two_stage_outcome(True, True, 0.3, 0.3),
+    ...  two_stage_outcome(True, False, 0.9, 0.3), two_stage_outcome(False, False, None, 0.3),
+    ...  two_stage_outcome(False, None, None, 0.3)]
+    ['tp', 'fp', 'fn', 'tn', 'fp']
+    """
+    if not positive:
+        return "tn" if said_present is False else "fp"
+    if said_present is not True:
+        return "fn"
+    return "tp" if iou is not None and iou > threshold else "fp"
+
+
+def _f1(counts: Counter) -> float:
+    denominator = 2 * counts["tp"] + counts["fp"] + counts["fn"]
+    return 1.0 if denominator == 0 else 2 * counts["tp"] / denominator
+
+
+def _window_metrics(ious: list[float], cfg) -> dict:
+    out = {r1_key(t): recall_at(ious, t) for t in cfg.iou_thresholds}
+    out["mIoU"] = mean_iou(ious)
+    return out
+
+
+def _grounding(items: list[tuple[dict, dict]], cfg) -> dict:
+    positives = [s["iou"] for r, s in items if "iou" in s]
+    negatives = [s["rejected"] for r, s in items if "rejected" in s]
+    out = {"n": len(items), "n_positive": len(positives), "n_negative": len(negatives)}
+    if positives:
+        out.update(_window_metrics(positives, cfg))
+    if negatives:
+        out["negatives_rejected"] = sum(negatives) / len(negatives)
+    outcomes = Counter(
+        two_stage_outcome(is_positive(r), s["said_present"], s.get("iou"), cfg.two_stage_iou) for r, s in items
+    )
+    out["joint_f1"] = _f1(outcomes)
+    return out
+
+
+def _existence(items: list[tuple[dict, dict]]) -> dict:
+    truth = [is_positive(r) for r, _ in items]
+    said = [s["parsed"]["present"] for _, s in items]
+    out = {"n": len(items), "accuracy": existence_accuracy(truth, said)}
+    for name, value in (("positive", True), ("negative", False)):
+        sub = [s["correct"] for r, s in items if is_positive(r) is value]
+        out[f"n_{name}"] = len(sub)
+        if sub:
+            out[f"accuracy_{name}"] = sum(sub) / len(sub)
+    return out
+
+
+def _pair_key(row: dict, manifest: str) -> tuple:
+    return manifest, row["audio"], normalise_text(row["query"])
+
+
+def _two_stage(
+    grounding: list[tuple[dict, dict]], existence: list[tuple[dict, dict]], manifest_of: dict, cfg
+) -> dict | None:
+    by_key: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    for row, score in grounding:
+        by_key[_pair_key(row, manifest_of[row["id"]])].append((row, score))
+    exists, said, ious, counts = [], [], [], Counter()
+    unpaired = 0
+    for row, score in existence:
+        candidates = by_key.get(_pair_key(row, manifest_of[row["id"]]))
+        if not candidates:
+            unpaired += 1
+            continue
+        _, g_score = candidates.pop(0)
+        positive, present = is_positive(row), score["parsed"]["present"]
+        iou = g_score.get("iou", 0.0) if positive else None
+        exists.append(positive)
+        said.append(present)
+        ious.append(iou)
+        counts[two_stage_outcome(positive, present, iou, cfg.two_stage_iou)] += 1
+    if not exists:
+        return None
+    out = {"pairs": len(exists), "f1": two_stage_f1(exists, said, ious, threshold=cfg.two_stage_iou)}
+    out.update({k: counts[k] for k in ("tp", "fp", "fn", "tn")})
+    out["unpaired_existence"] = unpaired
+    return out
+
+
+def _events(items: list[tuple[dict, dict]], task: str) -> dict:
+    tp = sum(s["tp"] for _, s in items)
+    n_ref = sum(s["n_ref"] for _, s in items)
+    n_est = sum(s["n_est"] for _, s in items)
+    precision = tp / n_est if n_est else 0.0
+    recall = tp / n_ref if n_ref else 0.0
+    micro = 1.0 if n_ref == n_est == 0 else (2 * tp / (n_ref + n_est))
+    out = {"n": len(items), "eb_f1": micro, "precision": precision, "recall": recall}
+    out.update({"tp": tp, "n_ref": n_ref, "n_est": n_est})
+    out["eb_f1_clip_mean"] = sum(s["eb_f1"] for _, s in items) / len(items)
+    if task == "sed":
+        per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for _, s in items:
+            for label, counts in s["per_label"].items():
+                acc = per_class[label]
+                for k in range(3):
+                    acc[k] += counts[k]
+        classes = {label: 2 * c[0] / (c[1] + c[2]) for label, c in per_class.items() if c[1] > 0}
+        out["eb_f1_macro"] = sum(classes.values()) / len(classes) if classes else None
+        out["per_class"] = dict(sorted(classes.items()))
+    else:
+        out["meteor"] = sum(s["meteor"] for _, s in items) / len(items)
+    return out
+
+
+def _qa(items: list[tuple[dict, dict]], group_by: list[str]) -> dict:
+    out = {"n": len(items), "accuracy": sum(s["correct"] for _, s in items) / len(items)}
+    groups = {}
+    for key in group_by:
+        buckets: dict[str, list[bool]] = defaultdict(list)
+        for row, score in items:
+            value = row.get("meta", {}).get(key)
+            if value is not None and value != "":
+                buckets[str(value)].append(score["correct"])
+        if buckets:
+            groups[key] = {v: {"n": len(b), "accuracy": sum(b) / len(b)} for v, b in sorted(buckets.items())}
+    if groups:
+        out["by"] = groups
+    return out
+
+
+def _behaviour(items: list[tuple[dict, str]], extra: dict[str, dict[str, float]]) -> dict:
+    out = {"n": len(items), "regions_explored": sum(count_grounded_units(t) for _, t in items) / len(items)}
+    for name, values in extra.items():
+        scores = [values[row["id"]] for row, _ in items if values.get(row["id"]) is not None]
+        if scores:
+            out[name] = sum(scores) / len(scores)
+            out[f"n_{name}"] = len(scores)
+    return out
+
+
+def _finite(value):
+    """JSON has no NaN: non-finite floats become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def aggregate(
+    rows: Iterable[dict],
+    texts: dict[str, str],
+    cfg,
+    *,
+    manifest_of: dict[str, str] | None = None,
+    extra: dict[str, dict[str, float]] | None = None,
+    scores: dict[str, dict] | None = None,
+) -> dict:
+    """Metrics of ``rows`` given the model's answer ``texts[id]`` (see the module docstring for definitions).
+
+    ``extra`` holds per-row behaviour scores by name (``audiology_verify``, ``consistency``), from
+    :mod:`rl_audio.evaluate.behaviour`; ``scores`` the rows' :func:`~rl_audio.evaluate.scoring.score_row` results
+    when already computed.
+    """
+    rows = list(rows)
+    manifest_of = manifest_of or {}
+    manifest_of = {r["id"]: manifest_of.get(r["id"], "") for r in rows}
+    by_task: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    unparseable: Counter = Counter()
+    for row in rows:
+        score = scores[row["id"]] if scores is not None else score_row(row, texts[row["id"]], cfg)
+        by_task[row["task"]].append((row, score))
+        unparseable[row["task"]] += not score["ok"]
+    out: dict = {"rows": len(rows), "tasks": {t: len(v) for t, v in sorted(by_task.items())}}
+    out["unparseable"] = {t: unparseable[t] for t in sorted(by_task)}
+    if by_task["grounding"]:
+        out["grounding"] = _grounding(by_task["grounding"], cfg)
+    if by_task["existence"]:
+        out["existence"] = _existence(by_task["existence"])
+        two_stage = _two_stage(by_task["grounding"], by_task["existence"], manifest_of, cfg)
+        if two_stage:
+            out["two_stage"] = two_stage
+    for task in ("sed", "dac"):
+        if by_task[task]:
+            out[task] = _events(by_task[task], task)
+    if by_task["sta"]:
+        ious = [s["iou"] for _, s in by_task["sta"]]
+        out["sta"] = {"n": len(ious), **_window_metrics(ious, cfg)}
+    if by_task["qa"]:
+        out["qa"] = _qa(by_task["qa"], cfg.qa_group_by)
+    behaviour_rows = [(r, texts[r["id"]]) for r in rows if r["task"] in cfg.behaviour_tasks]
+    if behaviour_rows:
+        out["behaviour"] = _behaviour(behaviour_rows, extra or {})
+    return _finite(out)
+
+
+def compute_metrics(
+    rows: list[dict],
+    texts: dict[str, str],
+    cfg,
+    *,
+    manifest_of: dict[str, str] | None = None,
+    extra: dict[str, dict[str, float]] | None = None,
+    scores: dict[str, dict] | None = None,
+) -> dict:
+    """:func:`aggregate` over all rows, plus ``per_manifest`` (the same per manifest) when there are several."""
+    if scores is None:
+        scores = {row["id"]: score_row(row, texts[row["id"]], cfg) for row in rows}
+    metrics = aggregate(rows, texts, cfg, manifest_of=manifest_of, extra=extra, scores=scores)
+    names = sorted(set((manifest_of or {}).values()))
+    if len(names) > 1:
+        metrics["per_manifest"] = {
+            name: aggregate(
+                [r for r in rows if manifest_of[r["id"]] == name],
+                texts,
+                cfg,
+                manifest_of=manifest_of,
+                extra=extra,
+                scores=scores,
+            )
+            for name in names
+        }
+    return metrics
