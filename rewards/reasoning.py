@@ -1,0 +1,140 @@
+"""TGSR rewards for timestamp-grounded reasoning: answer correctness (eq. 1) and timestamp compaction (eq. 2).
+
+TGSR ("Listen First, Then Answer", §3.2) trains with ``R = R_answer + R_tg`` (eq. 3); in TRL the sum is the
+default combination of the two reward functions (``reward_weights`` = [1, 1]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ._base import RewardConfigError, RewardFunction, Row
+from .parsing import answer_region, final_line, normalise_text, parse_choice, parse_windows
+
+__all__ = ["AnswerCorrectness", "TimestampCompaction", "count_grounded_units"]
+
+
+def _answer_index(answer: str, choices: Sequence[str] | None) -> int | None:
+    """Index of the correct choice: by its text, or by a letter answer such as ``b`` or ``(b)``."""
+    norm = normalise_text(answer)
+    if choices:
+        for index, choice in enumerate(choices):
+            if normalise_text(str(choice)) == norm:
+                return index
+        if len(norm) == 1 and "a" <= norm <= "z" and ord(norm) - ord("a") < len(choices):
+            return ord(norm) - ord("a")
+    return None
+
+
+def _strip_letter(line: str) -> str:
+    """``(b) a cat`` -> ``a cat``: the choice text of a final answer line."""
+    norm = normalise_text(line)
+    head, _, rest = norm.partition(" ")
+    return rest if len(head) == 1 and rest and line.lstrip().startswith(("(", head)) else norm
+
+
+class AnswerCorrectness(RewardFunction):
+    """Multiple-choice answer correctness, TGSR eq. 1: ``R_answer = 1.0 if pred matches GT else 0.0``.
+
+    The prediction is read from the final non-empty line of the answer (TGSR §3.2): a letter such as ``(b)``
+    (TGSR's released reward matches ``\\(([a-d])\\)``), else the choice text it contains
+    (:func:`rewards.parsing.parse_choice`). It is correct when it picks the choice equal to ``answer`` (the correct
+    choice text, compared lower-cased without punctuation; a letter answer also works). Without a ``choices`` value
+    the final line, less a leading option letter, must equal ``answer``. Range {0, 1}.
+
+    Source: TGSR §3.2 eq. 1; MMAU answers are choice texts. Columns: ``task`` (``qa`` rows), ``answer``,
+    ``choices`` (optional).
+
+    >>> answer_correctness = AnswerCorrectness()
+    >>> answer_correctness(["Reasoning...\\n(b) a cat", "(a) a dog"], task=["qa", "qa"],
+    ...                    answer=["a cat", "a cat"], choices=[["a dog", "a cat"], ["a dog", "a cat"]])
+    [1.0, 0.0]
+    """
+
+    __name__ = "answer_correctness"
+    default_tasks = ("qa",)
+    required_columns = {"qa": ("answer",)}
+
+    def reference(self, row: Row) -> tuple[str, list[str] | None] | None:
+        answer = row["answer"]
+        if answer is None:
+            return None
+        choices = row.get("choices")
+        return str(answer), None if choices is None else [str(choice) for choice in choices]
+
+    def score(self, text: str, reference: tuple[str, list[str] | None], row: Row) -> float:
+        answer, choices = reference
+        target = _answer_index(answer, choices)
+        if target is not None:
+            return 1.0 if parse_choice(text, choices) == target else 0.0
+        line = final_line(answer_region(text))
+        return 1.0 if line and _strip_letter(line) == normalise_text(answer) else 0.0
+
+
+def count_grounded_units(text: str) -> int:
+    """Number of distinct timestamp-grounded units: distinct ``(start, end)`` intervals the text references.
+
+    TGSR's "Regions Explored" (App. C.4) counts unique intervals; its released reward counted regex hits, so
+    "from 1.2 to 3.4 seconds" counted twice. Here it is one unit.
+
+    >>> count_grounded_units("From 1.2 to 3.4 seconds a man speaks; from 1.2 to 3.4 seconds again; then 5-6s.")
+    2
+    """
+    return len(set(parse_windows(text)))
+
+
+class TimestampCompaction(RewardFunction):
+    """Timestamp reasoning compaction, TGSR eq. 2 (``R_tg``).
+
+    With ``k`` = :func:`count_grounded_units` of the whole completion::
+
+        R_tg = 0                                                  if k = 0
+             = C_max                                              if k <= k_ref
+             = C_min                                              if k >= k_max
+             = C_max - (k - k_ref) (C_max - C_min) / (k_max - k_ref)   otherwise
+
+    Defaults ``k_ref = 1, C_max = 0.5, C_min = 0.1, k_max = 5`` (TGSR §3.2). Range ``[min(0, C_min), C_max]``.
+
+    Source: TGSR §3.2 eq. 2 and App. C.4 (distinct intervals). Columns: ``task`` (``qa`` rows by default).
+
+    >>> compaction = TimestampCompaction()
+    >>> compaction(["no timestamps", "[0.0s-1.0s] hi", "0-1, 1-2, 2-3 said"], task=["qa", "qa", "qa"])
+    [0.0, 0.5, 0.3]
+    """
+
+    __name__ = "timestamp_compaction"
+    default_tasks = ("qa",)
+
+    def __init__(
+        self,
+        *,
+        k_ref: int = 1,
+        c_max: float = 0.5,
+        c_min: float = 0.1,
+        k_max: int = 5,
+        name: str | None = None,
+        tasks: tuple[str, ...] | None = None,
+    ):
+        super().__init__(name=name, tasks=tasks)
+        if not 0 <= k_ref < k_max:
+            raise RewardConfigError(f"reward {self.__name__!r}: need 0 <= k_ref < k_max, got {k_ref}, {k_max}")
+        if not c_min <= c_max:
+            raise RewardConfigError(f"reward {self.__name__!r}: need c_min <= c_max, got {c_min}, {c_max}")
+        self.k_ref, self.c_max, self.c_min, self.k_max = k_ref, float(c_max), float(c_min), k_max
+        self.low, self.high = min(0.0, self.c_min), self.c_max
+
+    def reference(self, row: Row) -> str:
+        return row.task
+
+    def value(self, k: int) -> float:
+        """``R_tg`` for ``k`` units (TGSR eq. 2)."""
+        if k == 0:
+            return 0.0
+        if k <= self.k_ref:
+            return self.c_max
+        if k >= self.k_max:
+            return self.c_min
+        return self.c_max - (k - self.k_ref) * (self.c_max - self.c_min) / (self.k_max - self.k_ref)
+
+    def score(self, text: str, reference: str, row: Row) -> float:
+        return self.value(count_grounded_units(text))
