@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -34,6 +35,30 @@ def _check_path(path: str) -> None:
         raise FileNotFoundError(f"model path {path!r} does not exist (model_name_or_path in the recipe)")
 
 
+@contextlib.contextmanager
+def _whole_weights_unless_zero3_init():
+    """Load whole weights in every process when accelerate's DeepSpeed config says `zero3_init_flag: false`.
+
+    transformers' TrainingArguments registers the ZeRO-3 config globally whatever that flag says, and
+    `from_pretrained` then shards the weights while loading (deepspeed.zero.Init). The flag is honoured here:
+    timestamp tokens are added and initialised on whole matrices, and DeepSpeed shards the model when training
+    starts. With `zero3_init_flag: true` loading stays sharded (rl_audio.models.timestamps gathers what it edits).
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    flag = os.environ.get("ACCELERATE_DEEPSPEED_ZERO3_INIT", "").lower()
+    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
+    ds_config = ref() if ref is not None else None
+    if ds_config is None or not ds_config.is_zero3() or flag not in ("false", "0"):
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(ds_config)
+
+
 def load_adapter(path: str) -> AudioLMAdapter:
     """The family adapter with the checkpoint's own tokenizer and feature extractor."""
     config = AutoConfig.from_pretrained(path)
@@ -59,13 +84,16 @@ def load_model(
     """
     path = resolve_model_path(name_or_path, seed=preset_seed)
     _check_path(path)
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        return _load_lora_checkpoint(path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed)
     adapter = load_adapter(path)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
     kwargs = {"dtype": _DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = adapter.load_model(path, **kwargs)
+    with _whole_weights_unless_zero3_init():
+        model = adapter.load_model(path, **kwargs)
     ts_ids: list[int] = []
     freezer = None
     if timestamps is not None and timestamps.mode == "tokens":
@@ -76,3 +104,31 @@ def load_model(
     n = sum(p.numel() for p in model.parameters())
     logger.info("loaded %s (%s, %.1f M parameters) from %s", adapter.family, dtype, n / 1e6, path)
     return LoadedModel(model, adapter, path, ts_ids, freezer)
+
+
+def _load_lora_checkpoint(path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed):
+    """A LoRA adapter directory (an rl_audio `final/adapter`): load its base model, apply and merge the adapter.
+
+    Timestamp tokens are re-added to the base exactly as in training (deterministic initialisation), so the
+    adapter's shapes match. The result is a plain model, ready for a new adapter or full fine-tuning.
+    """
+    import json
+
+    from peft import PeftModel
+
+    base_path = json.loads(open(os.path.join(path, "adapter_config.json")).read())["base_model_name_or_path"]
+    base = load_model(
+        base_path,
+        timestamps=timestamps,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        freeze_audio_encoder=False,
+        preset_seed=preset_seed,
+    )
+    model = PeftModel.from_pretrained(base.model, path).merge_and_unload()
+    model.requires_grad_(True)  # PEFT froze the base; a loaded checkpoint starts fully trainable
+    if freeze_audio_encoder:
+        base.adapter.audio_encoder(model).requires_grad_(False)
+    logger.info("merged the LoRA adapter %s into %s", path, base_path)
+    # merge_and_unload returns the base model's own modules, so the base's row freezer still applies
+    return LoadedModel(model, base.adapter, path, base.timestamp_ids, base.freezer)
