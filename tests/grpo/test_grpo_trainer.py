@@ -71,9 +71,15 @@ def completion_logps(model, adapter, out, audio, temperature):
     return logp.gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)
 
 
-@pytest.mark.parametrize(
-    "preset,mode", [("tiny-qwen2-audio", "tokens"), ("tiny-af3", "text"), ("tiny-qwen2.5-omni", "none")]
-)
+FAST = {("tiny-qwen2-audio", "tokens"), ("tiny-af3", "text"), ("tiny-qwen2.5-omni", "none")}
+GRID = [
+    pytest.param(p, m, marks=() if (p, m) in FAST else pytest.mark.slow)
+    for p in ("tiny-qwen2-audio", "tiny-qwen2.5-omni", "tiny-af3")
+    for m in ("none", "text", "tokens")
+]
+
+
+@pytest.mark.parametrize("preset,mode", GRID)
 def test_audio_reaches_generation_and_logprob_passes(tmp_path, data_dir, preset, mode):
     cfg = make_cfg(tmp_path, data_dir, "--model_name_or_path", preset, "--timestamp_mode", mode, "--beta", "0.04")
     trainer, lm = build_trainer(cfg)
