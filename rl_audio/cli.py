@@ -59,6 +59,19 @@ def _coerce(name: str, tp, value, source: str):
     return value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; in a recipe that hides which value is used."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _unknown_key_error(key: str, valid: list[str], source: str) -> RecipeError:
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -98,7 +111,7 @@ def parse_recipe(cls, argv: list[str] | None = None):
         if not path.is_file():
             raise RecipeError(f"recipe {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as e:
             raise RecipeError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(loaded, dict):

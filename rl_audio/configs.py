@@ -107,6 +107,7 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
     def __post_init__(self):
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False
+        self.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
         _cpu_precision(self)
         super().__post_init__()
 
@@ -142,5 +143,6 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
     save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})
 
     def __post_init__(self):
+        self.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
         _cpu_precision(self)
         super().__post_init__()

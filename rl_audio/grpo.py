@@ -52,9 +52,10 @@ def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], dict | None]
 def build_trainer(cfg: AudioGRPOConfig):
     funcs, weights, fusion = build_rewards(cfg)
     cfg.reward_weights = weights
+    train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})  # data first
     lm = load_for_training(cfg)
-    train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})
     builder = PromptBuilder(lm.adapter, cfg.timestamp_spec(), cfg.system_prompt)
+    builder.check_fits(max(train["duration"]))  # a clip past the timestamp grid fails now, not mid-run
 
     def reference():
         ref = load_model(lm.path, timestamps=cfg.timestamp_spec(), dtype=cfg.model_dtype, preset_seed=cfg.preset_seed)

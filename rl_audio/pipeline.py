@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     table = summary_table(results)
     (out / "summary.md").write_text(f"# Pipeline summary\n\n{table}\n\nStage times (s): {json.dumps(times)}\n")
     print(f"\n{table}\n\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
-    print(f"Reports: {out / 'eval_sft' / 'report.md'}, {out / 'eval_grpo' / 'report.md'}; summary: {out / 'summary.md'}")
+    print(
+        f"Reports: {out / 'eval_sft' / 'report.md'}, {out / 'eval_grpo' / 'report.md'}; summary: {out / 'summary.md'}"
+    )
 
 
 if __name__ == "__main__":

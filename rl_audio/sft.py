@@ -21,10 +21,13 @@ logger = logging.getLogger("rl_audio.sft")
 
 
 def build_trainer(cfg: AudioSFTConfig):
-    lm = load_for_training(cfg)
-    train = load_rows(cfg, "train")
+    train = load_rows(cfg, "train")  # data errors first: they should not wait for a 7B model to load
     evaluation = load_rows(cfg, "eval") if cfg.eval_strategy != "no" else None
+    lm = load_for_training(cfg)
     builder = PromptBuilder(lm.adapter, cfg.timestamp_spec(), cfg.system_prompt)
+    for rows in (train, evaluation):
+        if rows is not None:
+            builder.check_fits(max(rows["duration"]), cfg.max_length)  # fail now rather than at some later batch
     dtype = next(p for p in lm.model.parameters()).dtype
     collator = AudioSFTCollator(builder, answer_style=cfg.answer_style, max_length=cfg.max_length, dtype=dtype)
     callbacks = [FreezeRowsCallback(lm.freezer)] if lm.freezer is not None else []
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(cfg.process_index == 0)
     trainer, lm = build_trainer(cfg)
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
-    final = save_final(trainer, lm, cfg)
+    final = save_final(trainer, lm, cfg, extra_info={"stage": "sft"})
     logger.info("SFT done: %s", final)
 
 

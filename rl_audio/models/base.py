@@ -74,7 +74,7 @@ def encoder_output_length(mel_frames: int) -> int:
 
     The same arithmetic as `_get_feat_extract_output_lengths` in the three families' encoders.
     >>> encoder_output_length(3000), encoder_output_length(1000), encoder_output_length(50)
-    (750, 250, 13)
+    (750, 250, 12)
     """
     after_conv = (mel_frames - 1) // 2 + 1
     return (after_conv - 2) // 2 + 1
@@ -157,14 +157,28 @@ class AudioLMAdapter:
         hop = self.feature_extractor.hop_length
         return [encoder_output_length(math.ceil(len(w) / hop)) for w in self.split_windows(wav)]
 
+    def frame_counts_for_seconds(self, seconds: float) -> list[int]:
+        """`window_frame_counts` of a clip of `seconds`, without a waveform (for checks before training)."""
+        n_samples = max(1, int(round(seconds * SAMPLING_RATE)))
+        win = int(round(self.window_seconds * SAMPLING_RATE))
+        n_windows = max(1, math.ceil(n_samples / win))
+        if self.max_windows is not None and n_windows > self.max_windows:
+            self.split_windows(np.zeros(n_samples, dtype=np.float32))  # raises the family's length error
+        hop = self.feature_extractor.hop_length
+        lengths = [min(win, n_samples - i * win) for i in range(n_windows)]
+        return [encoder_output_length(math.ceil(n / hop)) for n in lengths]
+
     def encode_audio(self, wavs: list[np.ndarray]) -> tuple[AudioBatch, list[list[int]]]:
         """Log-mel features per window for each waveform, and the feature count of each window."""
         per_sample = [self.split_windows(np.asarray(w, dtype=np.float32)) for w in wavs]
         flat = [w for ws in per_sample for w in ws]
+        # Pad every window to exactly `window_seconds`, not to the extractor's own `n_samples`: a Qwen2.5-Omni
+        # checkpoint's extractor may be set up for much longer input, which would only add padding frames.
         fe = self.feature_extractor(
             flat,
             sampling_rate=SAMPLING_RATE,
             padding="max_length",
+            max_length=int(round(self.window_seconds * SAMPLING_RATE)),
             truncation=True,
             return_attention_mask=True,
             return_tensors="pt",

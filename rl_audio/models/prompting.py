@@ -67,6 +67,20 @@ class PromptBuilder:
             + self._ids(suffix)
         )
 
+    def check_fits(self, seconds: float, max_length: int | None = None) -> None:
+        """Raise now, before training, if a clip of `seconds` cannot be laid out: longer than the family allows,
+        past the end of the timestamp-token grid, or an audio span alone of `max_length` tokens or more."""
+        try:
+            span = self.layout.audio_ids(self.adapter.frame_counts_for_seconds(seconds))
+        except ValueError as e:
+            raise ValueError(f"the longest audio in the data ({seconds:g} s) does not fit: {e}") from e
+        if max_length is not None and len(span) >= max_length:
+            raise ValueError(
+                f"the longest audio in the data ({seconds:g} s) takes {len(span)} tokens with timestamp mode "
+                f"{self.spec.mode!r}, more than max_length={max_length}; raise max_length, shorten the audio or "
+                "coarsen the timestamps"
+            )
+
     def target_ids(self, target: str) -> list[int]:
         return self._ids(target) + [self.turn_end_id]
 

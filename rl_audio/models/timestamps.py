@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -126,13 +127,14 @@ def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec, language_model_e
     ids = tokenizer.convert_tokens_to_ids(names)
     emb = model.get_input_embeddings()
     head = model.get_output_embeddings()
-    tied = head is not None and head.weight.data_ptr() == emb.weight.data_ptr()
+    tied = head is not None and _same_tensor(head.weight, emb.weight)
     # Qwen configs carry spare rows past len(tokenizer): resize only when the new ids do not fit.
-    if max(ids) >= emb.weight.shape[0]:
+    if max(ids) >= _rows(emb.weight):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         emb, head = model.get_input_embeddings(), model.get_output_embeddings()
-    with torch.no_grad():
-        for table in [emb.weight] + ([] if tied or head is None else [head.weight]):
+    tables = [emb.weight] + ([] if tied or head is None else [head.weight])
+    with torch.no_grad(), gathered(tables, modifier_rank=0):
+        for table in tables:
             if spec.token_init == "semantic":
                 for tid, parts in zip(ids, subwords):
                     table[tid] = table[parts].mean(dim=0)  # TimePro-RL eq. 1
@@ -146,6 +148,29 @@ def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec, language_model_e
         "added %d timestamp tokens (%s init, lm_head %s)", len(ids), spec.token_init, "tied" if tied else "own"
     )
     return list(ids)
+
+
+def gathered(params: list[torch.Tensor], modifier_rank: int | None = None):
+    """Whole tensors of DeepSpeed ZeRO-3-partitioned parameters inside the block; a no-op for ordinary ones.
+
+    Under ZeRO-3 a parameter outside forward is an empty shard (`ds_id` set, shape (0,)). With `modifier_rank`,
+    what that rank writes is scattered back to every shard on exit. Every process must enter the block.
+    """
+    partitioned = [p for p in params if hasattr(p, "ds_id")]
+    if not partitioned:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(partitioned, modifier_rank=modifier_rank)
+
+
+def _rows(weight: torch.Tensor) -> int:
+    return weight.ds_shape[0] if hasattr(weight, "ds_shape") else weight.shape[0]
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # Tied weights are one Parameter; empty ZeRO-3 shards may share a data pointer without being tied.
+    return a is b or (a.numel() > 0 and a.data_ptr() == b.data_ptr())
 
 
 class RowFreezer:
@@ -162,7 +187,8 @@ class RowFreezer:
         for module in (model.get_input_embeddings(), model.get_output_embeddings()):
             if module is None or any(module.weight is p for p, _ in self.params):
                 continue
-            self.params.append((module.weight, module.weight.detach()[self.rows].clone()))
+            with gathered([module.weight]):
+                self.params.append((module.weight, module.weight.detach()[self.rows].clone()))
         for p, _ in self.params:
             if p.requires_grad:
                 p.register_hook(self._zero_rows)
@@ -176,4 +202,5 @@ class RowFreezer:
     def restore(self):
         for p, saved in self.params:
             if p.requires_grad:
-                p[self.rows.to(p.device)] = saved.to(p.device, p.dtype)
+                with gathered([p], modifier_rank=0):
+                    p[self.rows.to(p.device)] = saved.to(p.device, p.dtype)

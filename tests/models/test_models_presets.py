@@ -1,0 +1,88 @@
+"""Tiny presets: built from configs, saved as ordinary checkpoints, reloaded through `from_pretrained`, and run on
+real audio (a written wav, decoded by the data pipeline, through the family's feature extractor and PromptBuilder)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rl_audio.data import load_audio
+from rl_audio.models.families import ADAPTERS
+from rl_audio.models.loading import load_model
+from rl_audio.models.presets import PRESETS, build_preset, resolve_model_path
+from rl_audio.models.prompting import PromptBuilder, pad_left
+from rl_audio.models.timestamps import TimestampSpec
+
+TINY = ["tiny-qwen2-audio", "tiny-qwen2.5-omni", "tiny-af3"]
+FAMILY = {"tiny-qwen2-audio": "qwen2_audio", "tiny-qwen2.5-omni": "qwen2_5_omni", "tiny-af3": "audio_flamingo3"}
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_preset_reloads_from_pretrained_and_runs_on_audio(name, tmp_path, write_wav):
+    # build and save, then load through the same path as a real checkpoint directory
+    built = build_preset(name, tmp_path / name, seed=3)
+    assert (built / "config.json").exists() and (built / "model.safetensors").exists()
+    assert json.loads((built / "rl_audio_preset.json").read_text())["seed"] == 3
+    lm = load_model(str(built))
+    assert lm.adapter.family == FAMILY[name]
+    assert type(lm.adapter) is ADAPTERS[FAMILY[name]]
+    n_params = sum(p.numel() for p in lm.model.parameters())
+    assert n_params < 1_000_000, f"{name} is not tiny: {n_params} parameters"
+
+    # weights survive the save/load round trip exactly (no re-initialisation of any tensor on load)
+    reloaded = load_model(str(built))
+    for key, value in _state(lm.model).items():
+        assert torch.equal(value, reloaded.model.state_dict()[key]), key
+
+    wavs = [load_audio(write_wav("a.wav", 2.3, seed=1)), load_audio(write_wav("b.wav", 1.1, seed=2))]
+    builder = PromptBuilder(lm.adapter, TimestampSpec("text"))
+    enc = builder.encode_prompts(wavs, ["What is heard?", "Is there a tone?"])
+    ids, attention = pad_left(enc.prompt_ids, lm.adapter.tokenizer.pad_token_id)
+    audio_kwargs = lm.adapter.model_audio_kwargs(enc.audio)
+    lm.model.eval()
+    with torch.no_grad():
+        out = lm.model(input_ids=ids, attention_mask=attention, **audio_kwargs)
+        assert out.logits.shape == (2, ids.shape[1], lm.model.config.get_text_config().vocab_size)
+        assert torch.isfinite(out.logits).all()
+        gen = lm.model.generate(
+            input_ids=ids, attention_mask=attention, **audio_kwargs, max_new_tokens=4, do_sample=False
+        )
+    assert gen.shape[0] == 2 and 1 <= gen.shape[1] - ids.shape[1] <= 4
+    assert torch.equal(gen[:, : ids.shape[1]], ids)
+
+    # the audio reaches the model: other audio of the same lengths (same prompt ids) gives other logits
+    other = [load_audio(write_wav("c.wav", 2.3, seed=3)), load_audio(write_wav("d.wav", 1.1, seed=4))]
+    enc2 = builder.encode_prompts(other, ["What is heard?", "Is there a tone?"])
+    assert enc2.prompt_ids == enc.prompt_ids
+    with torch.no_grad():
+        out2 = lm.model(input_ids=ids, attention_mask=attention, **lm.adapter.model_audio_kwargs(enc2.audio))
+    assert not torch.allclose(out2.logits[:, -1], out.logits[:, -1])
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_presets_are_deterministic_by_seed(name, tmp_path):
+    a = load_model(str(build_preset(name, tmp_path / "a", seed=5))).model.state_dict()
+    b = load_model(str(build_preset(name, tmp_path / "b", seed=5))).model.state_dict()
+    c = load_model(str(build_preset(name, tmp_path / "c", seed=6))).model.state_dict()
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    random_init = [k for k in a if a[k].is_floating_point() and a[k].std() > 0]
+    assert random_init, "no randomly initialised tensor"
+    assert all(not torch.equal(a[k], c[k]) for k in random_init if "embed_positions" not in k)
+
+
+def test_resolve_model_path_caches_presets_by_seed(rl_audio_cache):
+    p0 = resolve_model_path("tiny-af3", seed=0)
+    assert p0.startswith(str(rl_audio_cache))
+    assert resolve_model_path("tiny-af3", seed=0) == p0
+    assert resolve_model_path("tiny-af3", seed=1) != p0
+    assert resolve_model_path("/some/checkpoint") == "/some/checkpoint"
+    with pytest.raises(ValueError, match="unknown preset 'tiny-nope'.*tiny-af3"):
+        build_preset("tiny-nope", rl_audio_cache / "x")
+    assert set(TINY) <= set(PRESETS)

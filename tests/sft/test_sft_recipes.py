@@ -1,0 +1,205 @@
+"""Every recipe parses strictly; misspelled keys are errors that name the file and the right key; the command line
+wins over the recipe; the paper recipes carry the papers' hyperparameters.
+
+Which config a recipe is for: a recipe with a top-level `rewards:` key is a GRPO recipe (AudioGRPOConfig). Without
+one, the file name decides: names containing `sft`, and `sta.yaml` / `spotsound.yaml`, are SFT recipes
+(AudioSFTConfig); names starting with `grpo`, `tgsr` or `timepro` (other than `timepro_sft`) are GRPO recipes. A
+recipe that fits neither rule fails the test, so that a new recipe is never silently left unchecked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl_audio.cli import RecipeError, parse_recipe
+from rl_audio.configs import AudioGRPOConfig, AudioSFTConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml")) + sorted((ROOT / "recipes" / "cpu").glob("*.yaml"))
+SFT_NAMES = {"sta", "spotsound"}
+GRPO_PREFIXES = ("grpo", "tgsr", "timepro")
+
+
+def config_class(path: Path):
+    if "rewards" in (yaml.safe_load(path.read_text()) or {}):
+        return AudioGRPOConfig
+    stem = path.stem
+    if "sft" in stem or stem in SFT_NAMES:
+        return AudioSFTConfig
+    if stem.startswith(GRPO_PREFIXES):
+        return AudioGRPOConfig
+    raise AssertionError(f"{path}: cannot tell SFT from GRPO; add `rewards:` or name it *sft*.yaml")
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_the_recipes_exist():
+    names = {rel(p) for p in RECIPES}
+    expected = {"recipes/sta.yaml", "recipes/spotsound.yaml", "recipes/timepro_sft.yaml"}
+    expected |= {f"recipes/cpu/{n}.yaml" for n in ("sta", "spotsound", "timepro_sft")}
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=rel)
+def test_recipe_parses_strictly(path, tmp_path):
+    cls = config_class(path)
+    cfg = parse_recipe(cls, [str(path), "--output_dir", str(tmp_path)])
+    assert isinstance(cfg, cls)
+    text = path.read_text()
+    assert text.startswith("#"), f"{rel(path)}: a recipe starts with a comment header citing its source"
+    keys = yaml.safe_load(text)
+    assert "model_name_or_path" in keys and "output_dir" in keys
+    if path.parent.name == "cpu":
+        assert keys["model_name_or_path"].startswith(("tiny-", "small-")), "CPU recipes run on tiny presets"
+        assert keys.get("bf16") is False and keys.get("report_to") == "none"
+    cfg.timestamp_spec()  # the timestamp settings are consistent
+
+
+# The papers' numbers, checked so that an edit cannot drift away from them unnoticed.
+PAPER = {
+    "recipes/spotsound.yaml": {  # SpotSound §2.2, §4, Table 8
+        "model_name_or_path": "Qwen/Qwen2-Audio-7B-Instruct",
+        "timestamp_mode": "text",
+        "timestamp_granularity": 1.0,
+        "timestamp_text_template": "timestamp: {t} seconds",
+        "use_peft": True,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "learning_rate": 1e-4,
+        "num_train_epochs": 1,
+        "warmup_steps": 1000,
+        "freeze_audio_encoder": True,
+        "tasks": ["grounding", "existence"],
+        "answer_style": "spotsound",
+    },
+    "recipes/timepro_sft.yaml": {  # TimePro-RL §2.1, §3.2
+        "model_name_or_path": "Qwen/Qwen2.5-Omni-7B",
+        "timestamp_mode": "tokens",
+        "timestamp_token_stride": 0.04,
+        "timestamp_token_max": 30.0,
+        "timestamp_token_init": "semantic",
+        "use_peft": True,
+        "lora_r": 8,
+        "lora_alpha": 32,
+        "learning_rate": 1e-5,
+        "num_train_epochs": 3,
+        "answer_style": "timepro",
+    },
+    "recipes/sta.yaml": {  # TGSR §3.1, Table 5
+        "model_name_or_path": "Qwen/Qwen2.5-Omni-7B",
+        "trainable_modules": ["aligner"],
+        "use_peft": False,
+        "learning_rate": 2e-5,
+        "warmup_steps": 0.03,
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 8,
+        "tasks": ["sta"],
+        "timestamp_mode": "none",
+    },
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(PAPER))
+def test_paper_recipes_carry_the_papers_settings(recipe, tmp_path):
+    cfg = parse_recipe(AudioSFTConfig, [str(ROOT / recipe), "--output_dir", str(tmp_path)])
+    for key, value in PAPER[recipe].items():
+        assert getattr(cfg, key) == value, f"{recipe}: {key}"
+    assert cfg.optim.startswith("adamw")
+    assert yaml.safe_load((ROOT / recipe).read_text())["bf16"] is True  # the GPU recipes train in bf16
+    assert cfg.max_length is None or cfg.max_length >= 2048  # 30 s of audio alone is 750+ tokens
+
+
+def test_cpu_variants_keep_the_structure_of_their_paper_recipe(tmp_path):
+    for name in ("sta", "spotsound", "timepro_sft"):
+        big = parse_recipe(AudioSFTConfig, [str(ROOT / f"recipes/{name}.yaml"), "--output_dir", str(tmp_path)])
+        small = parse_recipe(AudioSFTConfig, [str(ROOT / f"recipes/cpu/{name}.yaml"), "--output_dir", str(tmp_path)])
+        for key in ("timestamp_mode", "use_peft", "lora_r", "lora_alpha", "trainable_modules", "answer_style"):
+            assert getattr(small, key) == getattr(big, key), f"cpu/{name}: {key}"
+        if big.timestamp_mode == "tokens":
+            assert small.timestamp_token_stride == big.timestamp_token_stride
+
+
+def test_misspelled_key_names_file_and_suggests(tmp_path):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("model_name_or_path: tiny-af3\nlearning_rat: 1.0e-4\n")
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(AudioSFTConfig, [str(recipe)])
+    message = str(err.value)
+    assert str(recipe) in message and "unknown key 'learning_rat'" in message
+    assert "Did you mean 'learning_rate'" in message
+    recipe.write_text("timestamp_mod: text\n")
+    with pytest.raises(RecipeError, match="Did you mean 'timestamp_mode'"):
+        parse_recipe(AudioSFTConfig, [str(recipe)])
+    # on the command line too
+    with pytest.raises(RecipeError, match="command line: unknown key 'lora_rank'"):
+        parse_recipe(AudioSFTConfig, ["--lora_rank", "8"])
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text("learning_rate: 1.0e-4\nlora_r: 8\nlearning_rate: 2.0e-4\n")
+    with pytest.raises(
+        RecipeError, match=r"twice.yaml: not valid YAML: key 'learning_rate' appears twice(.|\n)*line 3"
+    ):
+        parse_recipe(AudioSFTConfig, [str(recipe)])
+
+
+def test_command_line_overrides_the_recipe(tmp_path):
+    recipe = ROOT / "recipes" / "cpu" / "spotsound.yaml"
+    base = parse_recipe(AudioSFTConfig, [str(recipe), "--output_dir", str(tmp_path)])
+    assert base.learning_rate == 1e-3 and base.max_steps == 40 and base.tasks == ["grounding", "existence"]
+    cfg = parse_recipe(
+        AudioSFTConfig,
+        [
+            str(recipe),
+            "--output_dir",
+            str(tmp_path),
+            "--learning_rate",
+            "5e-4",
+            "--max_steps=3",
+            "--tasks",
+            "existence",
+        ],
+    )
+    assert cfg.learning_rate == 5e-4 and cfg.max_steps == 3 and cfg.tasks == ["existence"]
+    assert cfg.output_dir == str(tmp_path)
+
+
+def test_bad_values_and_missing_recipe(tmp_path):
+    with pytest.raises(RecipeError, match="does not exist"):
+        parse_recipe(AudioSFTConfig, [str(tmp_path / "nope.yaml")])
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("lora_r: eight\n")
+    with pytest.raises(RecipeError, match="key 'lora_r': cannot read 'eight'"):
+        parse_recipe(AudioSFTConfig, [str(recipe)])
+    recipe.write_text("timestamp_mode: frames\n")
+    with pytest.raises(RecipeError, match="timestamp mode 'frames' is not one of"):
+        parse_recipe(AudioSFTConfig, [str(recipe), "--output_dir", str(tmp_path)])
+    with pytest.raises(RecipeError, match="timestamp mode 'frames' is not one of"):
+        parse_recipe(AudioGRPOConfig, [str(recipe), "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("name", ["ddp", "zero2", "zero3", "multi_node.example"])
+def test_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(ROOT / "accelerate_configs" / f"{name}.yaml"))
+    assert cfg.mixed_precision == "bf16" and cfg.num_processes >= 8
+    if name == "ddp":
+        assert cfg.distributed_type == "MULTI_GPU" and not cfg.deepspeed_config
+        return
+    ds = cfg.deepspeed_config
+    assert cfg.distributed_type == "DEEPSPEED"
+    assert ds["offload_optimizer_device"] == ds["offload_param_device"] == "none"
+    assert ds["zero_stage"] == (2 if name == "zero2" else 3)
+    if ds["zero_stage"] == 3:
+        # whole weights per process at load (timestamp tokens are added then); one gathered checkpoint at save
+        assert ds["zero3_init_flag"] is False and ds["zero3_save_16bit_model"] is True
+    if name == "multi_node.example":
+        assert cfg.num_machines > 1 and cfg.num_processes % cfg.num_machines == 0
