@@ -136,9 +136,7 @@ class MIoUReward(RewardFunction):
     default_tasks = _WINDOW_TASKS + _EVENT_TASKS
     required_columns = EventF1Reward.required_columns
 
-    def reference(self, row: Row) -> list[Event] | None:
-        events = _reference(row)
-        return None if events is None else _relabel(events, row.task)
+    reference = EventF1Reward.reference
 
     def score(self, text: str, reference: list[Event], row: Row) -> float:
         predicted = _predicted(row.task, answer_region(text), row.duration())

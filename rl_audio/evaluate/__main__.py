@@ -15,19 +15,10 @@ import sys
 from ..cli import parse_recipe
 from ..runs import setup_logging
 from .config import AudioEvalConfig
+from .report import HEADLINE
 from .runner import METRICS_FILE, REPORT_FILE, run_evaluation
 
 logger = logging.getLogger("rl_audio.evaluate")
-
-_HEADLINE = {
-    "grounding": "mIoU",
-    "existence": "accuracy",
-    "two_stage": "f1",
-    "sed": "eb_f1",
-    "dac": "meteor",
-    "sta": "mIoU",
-    "qa": "accuracy",
-}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     setup_logging()
     metrics = run_evaluation(cfg)
     headline = {
-        f"{t}/{k}": round(metrics[t][k], 4) for t, k in _HEADLINE.items() if metrics.get(t, {}).get(k) is not None
+        f"{t}/{k}": round(metrics[t][k], 4) for t, k in HEADLINE.items() if metrics.get(t, {}).get(k) is not None
     }
     logger.info("%s", json.dumps(headline))
     logger.info("wrote %s/%s and %s/%s", cfg.output_dir, METRICS_FILE, cfg.output_dir, REPORT_FILE)

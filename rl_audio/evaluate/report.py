@@ -75,17 +75,21 @@ def _results(metrics: dict) -> list[str]:
     return lines
 
 
+# The main number of each task, for one-line summaries.
+HEADLINE = {
+    "grounding": "mIoU",
+    "existence": "accuracy",
+    "two_stage": "f1",
+    "sed": "eb_f1",
+    "dac": "meteor",
+    "sta": "mIoU",
+    "qa": "accuracy",
+}
+
+
 def _headline(metrics: dict) -> list[str]:
     """One line per manifest with the main number of each task."""
-    keys = {
-        "grounding": "mIoU",
-        "existence": "accuracy",
-        "two_stage": "f1",
-        "sed": "eb_f1",
-        "dac": "meteor",
-        "sta": "mIoU",
-        "qa": "accuracy",
-    }
+    keys = HEADLINE
     header = ["manifest", "rows"] + [f"{t} {k}" for t, k in keys.items()]
     rows = []
     for name, values in metrics["per_manifest"].items():
