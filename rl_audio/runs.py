@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -24,10 +23,6 @@ def setup_logging(main_process: bool = True) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     logging.getLogger("rl_audio").setLevel(level)
     transformers.utils.logging.set_verbosity_warning()
-
-
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
@@ -170,6 +165,7 @@ def save_final(trainer, lm: LoadedModel, cfg, extra_info: dict | None = None) ->
             "family": lm.adapter.family,
             "base_model": cfg.model_name_or_path,
             "answer_style": cfg.answer_style,
+            "system_prompt": cfg.system_prompt,
             "timestamps": spec.__dict__,
             "lora_adapter": "adapter" if is_peft else None,
             **(extra_info or {}),

@@ -123,7 +123,8 @@ def checkpoint_info(model_name_or_path: str) -> dict | None:
 
 
 def resolve_from_checkpoint(cfg: AudioEvalConfig) -> dict | None:
-    """Fill `timestamp_*` and `answer_style` from the checkpoint where the recipe leaves them unset; then check.
+    """Fill `timestamp_*`, `answer_style` and `system_prompt` from the checkpoint where the recipe leaves them
+    unset; then check.
 
     When the recipe leaves `timestamp_mode` unset, the checkpoint's whole timestamp spec (granularity, template,
     token grid) is used, since the prompt must match training exactly. An explicit mode that differs from the
@@ -143,6 +144,8 @@ def resolve_from_checkpoint(cfg: AudioEvalConfig) -> dict | None:
             cfg.timestamp_mode = "none"
     if cfg.answer_style is None:
         cfg.answer_style = (info or {}).get("answer_style") or "spotsound"
+    if cfg.system_prompt is None and (info or {}).get("system_prompt"):
+        cfg.system_prompt = info["system_prompt"]  # the prompt must match training
     if info is not None:
         check_run_info(cfg, cfg.model_name_or_path)
     return info
