@@ -250,3 +250,33 @@ def test_a_raising_reward_names_itself_and_the_completion(tmp_path, data_dir, re
         RewardError, match=r"reward 'grpo_test_rewards.broken' raised .*ZeroDivisionError.* on completion 0"
     ):
         trainer.train()
+
+
+@pytest.mark.slow
+def test_starts_from_an_sft_lora_adapter(tmp_path, data_dir, reward_module):
+    """GRPO from `final/adapter` of a LoRA SFT run: base + merged adapter, timestamp rows as trained."""
+    from rl_audio.configs import AudioSFTConfig
+    from rl_audio.runs import save_final
+    from rl_audio.sft import build_trainer as build_sft
+
+    sft_cfg = parse_recipe(
+        AudioSFTConfig,
+        ["--output_dir", str(tmp_path / "sft"), "--data_dir", str(data_dir), "--default_data_clips", "4",
+         "--timestamp_mode", "tokens", "--use_peft", "true", "--max_steps", "2", "--learning_rate", "1e-2",
+         "--per_device_train_batch_size", "2", "--report_to", "none", "--save_strategy", "no"],
+    )  # fmt: skip
+    sft, sft_lm = build_sft(sft_cfg)
+    sft.train()
+    final = save_final(sft, sft_lm, sft_cfg)  # final/ holds the merged model, final/adapter the LoRA adapter
+    trainer, lm = build_trainer(
+        make_cfg(tmp_path, data_dir, "--model_name_or_path", str(final / "adapter"), "--timestamp_mode", "tokens",
+                 "--rewards", f"[{reward_module}.spread]")
+    )  # fmt: skip
+    from rl_audio.models.loading import load_model
+
+    reference = load_model(str(final), timestamps=sft_cfg.timestamp_spec()).model.state_dict()
+    state = lm.model.state_dict()
+    assert set(state) == set(reference)
+    assert all(torch.allclose(state[k], reference[k], atol=1e-6) for k in state)
+    assert any(p.requires_grad for p in lm.model.parameters())
+    trainer.train()
