@@ -120,10 +120,9 @@ class AudioGRPOTrainer(GRPOTrainer):
         self._prompt_ids, self._audio = enc.prompt_ids, enc.audio.to(device)
         try:
             output = super()._generate_and_score_completions(inputs)
+            output.update(self._audio.to_dict())  # (B, ...) per sample: TRL's shuffle and split carry it along
         finally:
-            self._prompt_ids = None
-        output.update(self._audio.to_dict())
-        self._audio = None
+            self._prompt_ids, self._audio = None, None
         return output
 
     def _check_lengths(self, prompt_ids, inputs) -> None:
