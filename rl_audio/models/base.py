@@ -152,13 +152,9 @@ class AudioLMAdapter:
             )
         return [wav[i * win : (i + 1) * win] for i in range(n)]
 
-    def window_frame_counts(self, wav: np.ndarray) -> list[int]:
-        """Audio features (placeholders) per window, without running the feature extractor."""
-        hop = self.feature_extractor.hop_length
-        return [encoder_output_length(math.ceil(len(w) / hop)) for w in self.split_windows(wav)]
-
     def frame_counts_for_seconds(self, seconds: float) -> list[int]:
-        """`window_frame_counts` of a clip of `seconds`, without a waveform (for checks before training)."""
+        """Audio features (placeholders) per encoder window for a clip of `seconds`, without the audio itself
+        or the feature extractor (for checks before training)."""
         n_samples = max(1, int(round(seconds * SAMPLING_RATE)))
         win = int(round(self.window_seconds * SAMPLING_RATE))
         n_windows = max(1, math.ceil(n_samples / win))

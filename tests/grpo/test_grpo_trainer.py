@@ -97,7 +97,7 @@ def test_audio_reaches_generation_and_logprob_passes(tmp_path, data_dir, preset,
     assert seen["input_features"].shape[0] == 4
     wav = load_audio(row["audio"])
     n_slots = (seen["input_ids"] == lm.adapter.placeholder_id).sum(dim=1)
-    assert n_slots.tolist() == [sum(lm.adapter.window_frame_counts(wav))] * 4
+    assert n_slots.tolist() == [sum(lm.adapter.frame_counts_for_seconds(len(wav) / 16000))] * 4
 
     audio = AudioBatch.from_dict(out)
     cmask = out["completion_mask"].bool()
