@@ -99,6 +99,11 @@ def _cpu_precision(cfg) -> None:
         cfg.ddp_backend = "gloo"
 
 
+def _check_training_args(cfg) -> None:
+    cfg.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
+    _cpu_precision(cfg)
+
+
 @dataclass
 class AudioSFTConfig(SFTConfig, AudioArguments):
     """`trl.SFTConfig` plus the audio arguments. Rows are turned into model inputs by the audio collator, so TRL's
@@ -107,8 +112,7 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
     def __post_init__(self):
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False
-        self.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
-        _cpu_precision(self)
+        _check_training_args(self)
         super().__post_init__()
 
     save_merged: bool = field(
@@ -143,6 +147,5 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
     save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})
 
     def __post_init__(self):
-        self.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
-        _cpu_precision(self)
+        _check_training_args(self)
         super().__post_init__()
