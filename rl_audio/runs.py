@@ -61,18 +61,43 @@ def load_rows(cfg: AudioArguments, split: str):
     return ds
 
 
-def check_run_info(cfg: AudioArguments, path: str) -> None:
-    """A checkpoint written by rl_audio records its timestamp mode; using it with another mode is an error."""
+# the TimestampSpec fields that rl_audio.json stores, and the recipe keys they come from
+SPEC_KEYS = {
+    "mode": "timestamp_mode",
+    "granularity": "timestamp_granularity",
+    "text_template": "timestamp_text_template",
+    "token_stride": "timestamp_token_stride",
+    "token_max": "timestamp_token_max",
+    "token_init": "timestamp_token_init",
+}
+# the fields that change what the model reads, per mode (token_init only matters when the tokens are created)
+_LAYOUT_KEYS = {"none": (), "text": ("granularity", "text_template"), "tokens": ("token_stride", "token_max")}
+
+
+def check_run_info(cfg: AudioArguments, path: str, *, training: bool = False) -> None:
+    """A checkpoint written by rl_audio records its timestamp layout; reading it with another layout is an error.
+
+    The mode and the fields that shape the prompt (text: granularity and template; tokens: grid) must match. One
+    change is allowed when training: a checkpoint trained without timestamps may be fine-tuned with text or token
+    timestamps, as the papers fine-tune base models that have never seen them.
+    """
     info_path = Path(path) / RUN_INFO
     if not info_path.exists():
         return
-    info = json.loads(info_path.read_text())
-    trained = info.get("timestamps", {}).get("mode")
-    if trained and trained != cfg.timestamp_mode:
-        raise ValueError(
-            f"{path} was trained with timestamp_mode={trained!r} but the recipe says {cfg.timestamp_mode!r}; "
-            "use the mode the checkpoint was trained with"
-        )
+    trained = json.loads(info_path.read_text()).get("timestamps") or {}
+    mode = trained.get("mode")
+    if not mode:
+        return
+    if training and mode == "none" and cfg.timestamp_mode != "none":
+        logger.info("%s was trained without timestamps; this run adds %s timestamps", path, cfg.timestamp_mode)
+        return
+    now = cfg.timestamp_spec().__dict__
+    for key in ("mode", *_LAYOUT_KEYS.get(mode, ())):
+        if key in trained and trained[key] != now[key]:
+            raise ValueError(
+                f"{path} was trained with {SPEC_KEYS[key]}={trained[key]!r} but the recipe says {now[key]!r}; "
+                f"use the setting the checkpoint was trained with ({info_path})"
+            )
 
 
 def load_for_training(cfg: AudioArguments) -> LoadedModel:
@@ -84,7 +109,7 @@ def load_for_training(cfg: AudioArguments) -> LoadedModel:
         freeze_audio_encoder=cfg.freeze_audio_encoder,
         preset_seed=cfg.preset_seed,
     )
-    check_run_info(cfg, lm.path)
+    check_run_info(cfg, lm.path, training=True)
     _select_trainable(lm, cfg)
     if cfg.use_peft:
         lm.model = _wrap_lora(lm, cfg)

@@ -14,19 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..configs import AudioArguments
-from ..runs import RUN_INFO
+from ..runs import RUN_INFO, SPEC_KEYS
 
 logger = logging.getLogger(__name__)
-
-# the TimestampSpec fields that rl_audio.json stores, and the recipe keys they come from
-_SPEC_KEYS = {
-    "mode": "timestamp_mode",
-    "granularity": "timestamp_granularity",
-    "text_template": "timestamp_text_template",
-    "token_stride": "timestamp_token_stride",
-    "token_max": "timestamp_token_max",
-    "token_init": "timestamp_token_init",
-}
 
 
 @dataclass
@@ -37,7 +27,7 @@ class AudioEvalConfig(AudioArguments):
         default=None,
         metadata={
             "help": "none | text | tokens. Default: the mode recorded in the checkpoint's rl_audio.json, "
-            "else none. A mode that differs from the checkpoint's is an error."
+            "else none. A layout that differs from the checkpoint's is an error."
         },
     )
     answer_style: str | None = field(
@@ -136,7 +126,7 @@ def resolve_from_checkpoint(cfg: AudioEvalConfig) -> dict | None:
     spec = (info or {}).get("timestamps") or {}
     if cfg.timestamp_mode is None:
         if spec.get("mode"):
-            for key, attr in _SPEC_KEYS.items():
+            for key, attr in SPEC_KEYS.items():
                 if key in spec:
                     setattr(cfg, attr, spec[key])
             logger.info("timestamps from %s: %s", RUN_INFO, spec)

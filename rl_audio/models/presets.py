@@ -7,7 +7,8 @@ counts, windowing and timestamp interleaving are exercised exactly as on the rea
 the vocabulary shrink.
 
 Presets: `tiny-qwen2-audio`, `tiny-qwen2.5-omni`, `tiny-af3` (test size, < 1 M parameters) and
-`small-qwen2-audio` (about 5 M parameters, for the learning study in benchmarks/replicate).
+`small-qwen2-audio` (2.4 M parameters, for runs that should learn more than the test presets; the replication
+study in benchmarks/replicate defines its own Qwen2.5-Omni presets).
 """
 
 from __future__ import annotations

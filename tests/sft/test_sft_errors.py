@@ -4,6 +4,7 @@ from its checkpoint at the right step."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,51 @@ def test_resume_continues_at_the_checkpoint_step(tmp_path, default_data_args):
     # same weights, optimizer state, schedule and data order as the uninterrupted run
     for step in (3, 4):
         assert resumed[step] == pytest.approx(first_losses[step], rel=1e-4)
+
+
+def _checkpoint_with(tmp_path: Path, **spec) -> str:
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir(exist_ok=True)
+    full = {"mode": "none", "granularity": 1.0, "text_template": "timestamp: {t} seconds", "token_stride": 0.04}
+    (ckpt / "rl_audio.json").write_text(json.dumps({"timestamps": {**full, "token_max": 30.0, **spec}}))
+    return str(ckpt)
+
+
+@pytest.mark.parametrize(
+    ("trained", "args", "message"),
+    [
+        ({"mode": "text"}, ["--timestamp_mode", "tokens"], "timestamp_mode='text' but the recipe says 'tokens'"),
+        ({"mode": "tokens"}, ["--timestamp_mode", "none"], "timestamp_mode='tokens' but the recipe says 'none'"),
+        (
+            {"mode": "text", "granularity": 0.2},
+            ["--timestamp_mode", "text", "--timestamp_granularity", "1.0"],
+            "timestamp_granularity=0.2 but the recipe says 1.0",
+        ),
+        (
+            {"mode": "tokens"},
+            ["--timestamp_mode", "tokens", "--timestamp_token_stride", "0.1"],
+            "timestamp_token_stride=0.04 but the recipe says 0.1",
+        ),
+    ],
+)
+def test_checkpoint_read_with_another_timestamp_layout(tmp_path, trained, args, message):
+    from rl_audio.runs import check_run_info
+
+    ckpt = _checkpoint_with(tmp_path, **trained)
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        check_run_info(cfg_for(tmp_path, *args), ckpt, training=True)
+    assert "rl_audio.json" in str(err.value)
+
+
+def test_checkpoint_without_timestamps_may_be_trained_with_them(tmp_path):
+    """The papers' path: a model that never saw timestamps is fine-tuned with them (allowed when training only)."""
+    from rl_audio.runs import check_run_info
+
+    ckpt = _checkpoint_with(tmp_path, mode="none")
+    for mode in ("text", "tokens"):
+        check_run_info(cfg_for(tmp_path, "--timestamp_mode", mode), ckpt, training=True)
+        with pytest.raises(ValueError, match=f"timestamp_mode='none' but the recipe says '{mode}'"):
+            check_run_info(cfg_for(tmp_path, "--timestamp_mode", mode), ckpt, training=False)
+    # the same layout passes; settings the mode does not use are not compared
+    text = _checkpoint_with(tmp_path, mode="text", granularity=0.5, token_stride=0.1)
+    check_run_info(cfg_for(tmp_path, "--timestamp_mode", "text", "--timestamp_granularity", "0.5"), text)
