@@ -24,17 +24,15 @@ Subsets written next to the splits (manifests for ``--train_manifests`` / ``--ev
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
 from rl_audio.data import SynthConfig, build_synthetic, load_manifest, write_manifest
-from rl_audio.data import synth as synth_module
 
 logger = logging.getLogger("replicate.niah")
 
@@ -84,32 +82,6 @@ class NiahSpec:
         return self.max_event / self.min_len
 
 
-@contextmanager
-def shifted_positions(seed: int):
-    """Make ``build_synthetic`` re-insert each event at another position, all else unchanged (SpotSound B.3).
-
-    ``render_clip`` draws, in order, the clip length, the classes, the event waveform, the positions, the gains and
-    the background from one per-clip random stream. The original placement is still drawn (so every later draw,
-    hence the gain and the background, is the same as in the unshifted clip); the returned positions come from a
-    separate stream and, for a single event, never overlap the original window.
-    """
-    place = synth_module.place_events
-
-    def shifted(rng, clip_units, durations, gap):
-        original = place(rng, clip_units, durations, gap)
-        own = np.random.default_rng([seed, clip_units, *durations, *original])
-        if len(durations) != 1:
-            return place(own, clip_units, durations, gap)
-        start, length = original[0], durations[0]
-        allowed = [s for s in range(clip_units - length + 1) if s + length <= start or s >= start + length]
-        if not allowed:  # the clip is too short to move the event off its window: take the farthest position
-            return [0 if start > clip_units - length - start else clip_units - length]
-        return [int(own.choice(allowed))]
-
-    with mock.patch.object(synth_module, "place_events", shifted):
-        yield
-
-
 def _write_subsets(split_dir: Path, rows: list[dict], split: str) -> dict[str, str]:
     positive = [r for r in rows if r["exists"] is not False]
     subsets = {"grounding": [r for r in positive if r["task"] == "grounding"]}
@@ -147,8 +119,8 @@ def build(out_dir: str | Path, spec: NiahSpec) -> dict[str, dict[str, str]]:
     for split, clips in (("base", spec.base), ("train", spec.train), ("val", spec.val), ("test", spec.test)):
         manifest = build_synthetic(out_dir / split, spec.synth(split, clips), progress=False)
         paths[split] = _write_subsets(out_dir / split, load_manifest(manifest), split)
-    with shifted_positions(spec.seed):
-        manifest = build_synthetic(out_dir / "shifted", spec.synth("test", spec.test), progress=False)
+    shifted = dataclasses.replace(spec.synth("test", spec.test), shift_events=True)
+    manifest = build_synthetic(out_dir / "shifted", shifted, progress=False)
     rows = _rename(load_manifest(manifest), "test-", "shifted-")
     write_manifest(rows, manifest)
     paths["shifted"] = _write_subsets(out_dir / "shifted", rows, "shifted")

@@ -46,6 +46,11 @@ def _add_synth(sub) -> None:
     p.add_argument("--id-prefix", default=d.id_prefix)
     p.add_argument("--sed", action="store_true", help="also write one sed row per clip")
     p.add_argument("--negatives", action="store_true", help="add SpotSound negatives (existence + grounding)")
+    p.add_argument(
+        "--shift-events",
+        action="store_true",
+        help="the same clips as without it, each event moved to a new position (SpotSound App. B.3)",
+    )
     p.add_argument("--foreground-dir", help="real foregrounds: one subfolder per class, named by its caption")
     p.add_argument("--background-dir", help="real backgrounds: audio files at any depth")
 
@@ -115,6 +120,7 @@ def _synth(args) -> tuple[list[dict], dict]:
         id_prefix=args.id_prefix,
         sed_rows=args.sed,
         negatives=args.negatives,
+        shift_events=args.shift_events,
         foreground_dir=args.foreground_dir,
         background_dir=args.background_dir,
     )

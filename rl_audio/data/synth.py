@@ -58,6 +58,7 @@ class SynthConfig:
     id_prefix: str = "synth"
     sed_rows: bool = False
     negatives: bool = False
+    shift_events: bool = False  # SpotSound App. B.3: the same clips with each event moved (see shifted_starts)
     foreground_dir: str | None = None
     background_dir: str | None = None
 
@@ -100,6 +101,24 @@ def place_events(rng: np.random.Generator, clip_units: int, durations: list[int]
     return starts
 
 
+def shifted_starts(seed: int, clip_units: int, durations: list[int], original: list[int], gap: int) -> list[int]:
+    """New start positions for the events of a clip whose original starts are ``original`` (SpotSound App. B.3).
+
+    A single event moves to a position drawn uniformly among those whose window does not overlap the original one
+    (when the clip is too short for that, to the end farther from it). Several events are placed afresh, as
+    :func:`place_events` does, from the same per-clip stream: they keep their order and gaps but may overlap their
+    old windows. The stream is seeded by the clip's geometry, so every other draw of the clip is unchanged.
+    """
+    rng = np.random.default_rng([seed, clip_units, *durations, *original])
+    if len(durations) != 1:
+        return place_events(rng, clip_units, durations, gap)
+    start, length = original[0], durations[0]
+    allowed = [s for s in range(clip_units - length + 1) if s + length <= start or s >= start + length]
+    if not allowed:
+        return [0 if start > clip_units - length - start else clip_units - length]
+    return [int(rng.choice(allowed))]
+
+
 def _make_sources(config: SynthConfig):
     fg = FolderForegrounds(config.foreground_dir) if config.foreground_dir else ProceduralForegrounds()
     bg = FolderBackgrounds(config.background_dir) if config.background_dir else ProceduralBackgrounds()
@@ -122,7 +141,10 @@ def render_clip(config: SynthConfig, index: int, fg, bg) -> tuple[np.ndarray, di
     for c in classes:
         wav = fg.render(int(c), rng, _grid(rng.uniform(config.min_event, config.max_event)) * per_unit, sr)
         waves.append(wav[: wav.size // per_unit * per_unit])  # real files may be shorter: keep them on the grid
-    starts = place_events(rng, clip_units, [w.size // per_unit for w in waves], _grid(config.min_gap))
+    durations, gap = [w.size // per_unit for w in waves], _grid(config.min_gap)
+    starts = place_events(rng, clip_units, durations, gap)
+    if config.shift_events:  # drawn aside, so the gains and the background below are those of the unshifted clip
+        starts = shifted_starts(config.seed, clip_units, durations, starts, gap)
     fg_db = [config.fg_level_db + rng.uniform(-config.fg_jitter_db, config.fg_jitter_db) for _ in waves]
     bg_db = float(np.mean(fg_db)) + config.bg_rel_db + rng.uniform(-config.bg_jitter_db, config.bg_jitter_db)
     background, bg_name = bg.render(rng, clip_units * per_unit, sr)

@@ -23,7 +23,16 @@ def _run(*args, cwd=None):
 def test_synth_help_and_tiny_run(tmp_path):
     help_ = _run("synth", "--help")
     assert help_.returncode == 0
-    for flag in ("--num-clips", "--seed", "--min-len", "--max-len", "--events-per-clip", "--negatives", "--sed"):
+    for flag in (
+        "--num-clips",
+        "--seed",
+        "--min-len",
+        "--max-len",
+        "--events-per-clip",
+        "--negatives",
+        "--sed",
+        "--shift-events",
+    ):
         assert flag in help_.stdout
     out = tmp_path / "synth"
     result = _run(

@@ -62,6 +62,27 @@ def test_same_seed_gives_identical_files(tmp_path):
     assert all(a[name] != c[name] for name in a)
 
 
+def test_shifted_events_move_and_nothing_else_changes(tmp_path):
+    """SpotSound App. B.3: the same clip with its event elsewhere (same waveform, gain and background)."""
+    kw = {"num_clips": 8, "seed": 3, "bg_rel_db": -30, "bg_jitter_db": 0, "negatives": True, **SHORT}
+    plain = load_manifest(build_synthetic(tmp_path / "a", SynthConfig(**kw), progress=False))
+    moved = load_manifest(build_synthetic(tmp_path / "b", SynthConfig(**kw, shift_events=True), progress=False))
+    assert [r["id"] for r in plain] == [r["id"] for r in moved]
+    sr = SynthConfig().sample_rate
+    for a, b in zip(plain, moved):
+        assert {k: v for k, v in a.items() if k not in ("windows", "audio")} == {
+            k: v for k, v in b.items() if k not in ("windows", "audio")
+        }
+        if a["task"] != "grounding" or not a["windows"]:
+            continue
+        ((s0, e0),), ((s1, e1),) = a["windows"], b["windows"]
+        assert abs((e0 - s0) - (e1 - s1)) < 1e-9 and (e1 <= s0 or s1 >= e0)  # same length, no overlap
+        wa, wb = load_audio(a["audio"]), load_audio(b["audio"])
+        ev_a, ev_b = wa[round(s0 * sr) : round(e0 * sr)], wb[round(s1 * sr) : round(e1 * sr)]
+        assert np.corrcoef(ev_a, ev_b)[0, 1] > 0.99  # the event itself, moved (background 30 dB under it)
+        assert _rms(wb[round(s0 * sr) : round(e0 * sr)]) < 0.2 * _rms(ev_a)  # its old place is background now
+
+
 def test_multiple_events_do_not_overlap(tmp_path):
     config = SynthConfig(
         num_clips=8,
