@@ -272,8 +272,24 @@ def total_stage_seconds(layout: Layout, s: Settings, names: list[str]) -> dict[s
     return totals
 
 
+DISCUSSION = "## Discussion"
+
+
+def _kept_discussion(path: Path) -> list[str]:
+    """The hand-written section that closes an earlier results file (from ``## Discussion`` on), kept on rewrite."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    start = text.find("\n" + DISCUSSION)
+    return [text[start + 1 :].rstrip("\n"), ""] if start >= 0 else []
+
+
 def write(path: Path, layout: Layout, s: Settings, rows: list[int], meta: dict) -> None:
-    """Render the whole results file from the runs' outputs and the study metadata ``meta``."""
+    """Render the whole results file from the runs' outputs and the study metadata ``meta``.
+
+    A ``## Discussion`` section at the end of the existing file is written by hand from the tables; it is kept
+    (and has to be checked against the new numbers when the study is rerun with other settings).
+    """
     names = [v for r in rows if r != 2 for v in ROWS[r]] + ([*ROWS[2], *GRPO_RUNS] if 2 in rows else [])
     names = list(dict.fromkeys(names))
     totals = total_stage_seconds(layout, s, names)
@@ -333,6 +349,7 @@ def write(path: Path, layout: Layout, s: Settings, rows: list[int], meta: dict) 
     body += ["## Time per run", "", *times(layout, s, names), ""]
     if meta.get("failures"):
         body += ["## Runs that failed", ""] + [f"- {k}: {v}" for k, v in sorted(meta["failures"].items())] + [""]
+    body += [] if s.quick else _kept_discussion(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(head + body))
 
