@@ -114,7 +114,12 @@ class Settings:
     grpo_beta: float = 0.04
     max_completion_length: int = 24
     eval_batch: int = 16
+    only: tuple[str, ...] = ()  # run only these SFT variants of the chosen rows (empty: all of them)
     quick: bool = False
+
+    def candidates(self) -> tuple[str, ...]:
+        """Row 2's candidate starting points: row 1's variants that this study runs."""
+        return tuple(v for v in ROWS[2] if not self.only or v in self.only)
 
     @classmethod
     def quick_mode(cls, seeds: tuple[int, ...] = (0,)) -> Settings:

@@ -13,6 +13,7 @@ real entry points. Rerunning the command continues an interrupted study (finishe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shlex
@@ -43,14 +44,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--jobs", type=int, default=2, help="Training/evaluation subprocesses run side by side (1 thread each)."
     )
     p.add_argument("--rows", default="1,2,3,4", help="Comma-separated rows of the study to run.")
+    p.add_argument("--variants", default="", help="Comma-separated SFT variants to run (default: all of the rows').")
+    p.add_argument("--sft-steps", type=int, default=None, help="SFT steps of every variant (default: 300).")
     p.add_argument("--dry-run", action="store_true", help="List the runs and the estimated wall time; run nothing.")
     return p.parse_args(argv)  # fmt: skip
 
 
 def settings(a: argparse.Namespace) -> plan.Settings:
-    if a.quick:
-        return plan.Settings.quick_mode(tuple(range(a.seeds or 1)))
-    return plan.Settings(seeds=tuple(range(a.seeds or 3)))
+    s = (
+        plan.Settings.quick_mode(tuple(range(a.seeds or 1)))
+        if a.quick
+        else plan.Settings(seeds=tuple(range(a.seeds or 3)))
+    )
+    only = tuple(v.strip() for v in a.variants.split(",") if v.strip())
+    unknown = [v for v in only if v not in plan.VARIANTS]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose among {sorted(plan.VARIANTS)}")
+    steps = {} if a.sft_steps is None else {"sft_steps": a.sft_steps, "neg_steps": a.sft_steps}
+    return dataclasses.replace(s, only=only, **steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = plan.run_jobs(jobs, a.jobs)
     if 2 in rows and not selection:  # every GRPO stage was skipped: recompute the choice for the report
         try:
-            variant, scores = study.best_sft_variant(layout, s.seeds, plan.ROWS[2])
+            variant, scores = study.best_sft_variant(layout, s.seeds, s.candidates())
             selection.update(variant=variant, val_mIoU=scores)
         except RuntimeError as err:
             failures.setdefault("row 2 selection", str(err))
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def stage_done(layout: study.Layout, s: plan.Settings, rows: list[int]):
     """Which training and evaluation stages have already finished (an interrupted study being continued)."""
-    names = ["base", *study.variants_for(rows), *(plan.GRPO_RUNS if 2 in rows else ())]
+    names = ["base", *study.variants_for(rows, s.only), *(plan.GRPO_RUNS if 2 in rows else ())]
     for name in names:
         label = "grpo" if name in plan.GRPO_RUNS else "sft"
         for seed in s.seeds:

@@ -39,10 +39,10 @@ class Layout:
         return self.data[split][subset]
 
 
-def variants_for(rows: list[int]) -> list[str]:
+def variants_for(rows: list[int], only: tuple[str, ...] = ()) -> list[str]:
     names: list[str] = []
     for row in rows:
-        names += [v for v in ROWS[row] if v not in names]
+        names += [v for v in ROWS[row] if v not in names and (not only or v in only)]
     return names
 
 
@@ -126,7 +126,7 @@ def val_miou(run: Path) -> float | None:
 
 
 def grpo_stages(layout: Layout, s: Settings, name: str, seed: int, selection: dict) -> list[Stage]:
-    best = best_sft_variant(layout, s.seeds, ROWS[2])
+    best = best_sft_variant(layout, s.seeds, s.candidates())
     selection.update(variant=best[0], val_mIoU=best[1])
     v, run = VARIANTS[best[0]], layout.run_dir(name, seed)
     start = layout.run_dir(best[0], seed) / "sft" / "final"
@@ -154,7 +154,7 @@ def build_jobs(layout: Layout, s: Settings, rows: list[int], selection: dict) ->
         Job(f"base/seed{seed}", lambda seed=seed: base_stages(layout, s, seed), cost=estimate_base(s))
         for seed in s.seeds
     ]
-    for variant in variants_for(rows):
+    for variant in variants_for(rows, s.only):
         for seed in s.seeds:
             jobs.append(
                 Job(
@@ -165,7 +165,7 @@ def build_jobs(layout: Layout, s: Settings, rows: list[int], selection: dict) ->
                 )
             )
     if 2 in rows:
-        deps = tuple(f"{v}/seed{seed}" for v in ROWS[2] for seed in s.seeds)
+        deps = tuple(f"{v}/seed{seed}" for v in s.candidates() for seed in s.seeds)
         for name in GRPO_RUNS:
             for seed in s.seeds:
                 jobs.append(
