@@ -20,6 +20,7 @@ ROW1_CLAIMS = [
     ("tokens_rand", "none", -1, "TimePro-RL Table 3: ASTP random init 68.8 vs 69.9 AG mIoU (-1.1)"),
     ("tokens_sem", "tokens_rand", +1, "TimePro-RL Table 3: semantic 71.7 vs random 68.8 AG mIoU (+2.9)"),
 ]
+TEST_CELLS = ("test:mIoU", "test:R1@0.5", "test:R1@0.7", "shifted:mIoU")  # rows 1 and 4
 BASE_LABEL = "base model, before SFT (no timestamps)"
 ROW3_CLAIM = "SpotSound Table 4: SpotSound-Q (trained with negatives) 87.6 / 85.8 vs Qwen2-Audio 72.2 / 43.1 (Clotho-Moment pos. / neg.)"
 ROW4_CLAIMS = [
@@ -55,6 +56,15 @@ def _values(layout: Layout, s: Settings, variant: str, manifest: str | None, *ke
         for k in keys:
             m = m.get(k) if isinstance(m, dict) else None
         out.append(m)
+    return out
+
+
+def _grounding(layout: Layout, s: Settings, variant: str, *cells: str) -> list[str]:
+    """Table cells ``split:metric`` (e.g. ``test:mIoU``) of a variant's grounding scores, mean ± std over seeds."""
+    out = []
+    for cell in cells:
+        split, metric = cell.split(":")
+        out.append(fmt(_values(layout, s, variant, f"{split}/grounding", "grounding", metric)))
     return out
 
 
@@ -112,14 +122,7 @@ def row1(layout: Layout, s: Settings) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for v in ("base", *ROWS[1]):
-        cells = [
-            fmt(_values(layout, s, v, "test/grounding", "grounding", "mIoU")),
-            fmt(_values(layout, s, v, "test/grounding", "grounding", "R1@0.5")),
-            fmt(_values(layout, s, v, "test/grounding", "grounding", "R1@0.7")),
-            fmt(_values(layout, s, v, "shifted/grounding", "grounding", "mIoU")),
-            fmt(_values(layout, s, v, "shifted/grounding", "grounding", "R1@0.5")),
-            fmt(_values(layout, s, v, "val/grounding", "grounding", "mIoU")),
-        ]
+        cells = _grounding(layout, s, v, *TEST_CELLS, "shifted:R1@0.5", "val:mIoU")
         lines.append(f"| {BASE_LABEL if v == 'base' else VARIANTS[v].label} | " + " | ".join(cells) + " |")
     lines += ["", "| comparison | paper | measured test mIoU difference | measured test R1@0.5 difference |",
               "|---|---|---|---|"]  # fmt: skip
@@ -236,10 +239,7 @@ def row4(layout: Layout, s: Settings) -> list[str]:
     for v in ROWS[4]:
         tokens = prompt_tokens(layout, s, v)
         cells = [
-            fmt(_values(layout, s, v, "test/grounding", "grounding", "mIoU")),
-            fmt(_values(layout, s, v, "test/grounding", "grounding", "R1@0.5")),
-            fmt(_values(layout, s, v, "test/grounding", "grounding", "R1@0.7")),
-            fmt(_values(layout, s, v, "shifted/grounding", "grounding", "mIoU")),
+            *_grounding(layout, s, v, *TEST_CELLS),
             "-" if tokens is None else f"{tokens:.0f}",
             _secs(seconds_per_step(layout, s, v)),
         ]
