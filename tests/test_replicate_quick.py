@@ -40,3 +40,8 @@ def test_quick_study_writes_every_table(tmp_path, subprocess_env):
             row = re.search(rf"(?m)^\| {re.escape(label)} \| ([^|]+) \|", section)
             assert row is not None, f"{heading}: no table row {label!r}"
             assert re.fullmatch(r"\s*-?\d+(\.\d+)?( ± \d+(\.\d+)?)?\s*", row.group(1)), (heading, label, row.group(0))
+    # the results can be rendered again from the finished runs, without training
+    (out / "results.md").unlink()
+    again = subprocess.run([*cmd, "--report-only"], cwd=ROOT, env=subprocess_env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert (out / "results.md").read_text() == text

@@ -337,7 +337,9 @@ def write(path: Path, layout: Layout, s: Settings, rows: list[int], meta: dict) 
         f"clip (10 procedural classes, 3 captions each), background {-spec.bg_rel_db:g} ± {spec.jitter_db:g} dB "
         f"under the event; data seed {spec.seed}.",
         "",
-        "Beyond seed noise: Welch's t-test over the seeds, two-sided p < 0.05. Differences are in percentage points. "
+        "Beyond seed noise: two-sided t-test over the seeds, p < 0.05. The runs of one seed share its base model, "
+        "initialisation and data order, so the test is paired by seed (Welch's unpaired p beside it; per-seed "
+        "differences follow). Differences are in percentage points. "
         "Design, calibration and the setting's known limits: `benchmarks/replicate/README.md`.",
         "",
     ]

@@ -47,6 +47,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", default="", help="Comma-separated SFT variants to run (default: all of the rows').")
     p.add_argument("--sft-steps", type=int, default=None, help="SFT steps of every variant (default: 300).")
     p.add_argument("--dry-run", action="store_true", help="List the runs and the estimated wall time; run nothing.")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Rewrite the results file from the finished runs and OUT/study.json (command, wall time); train nothing.",
+    )
     return p.parse_args(argv)  # fmt: skip
 
 
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     data = niah.build(out / "data", s.data)
     checkpoints = {seed: models.checkpoint(s.preset, out, seed) for seed in s.seeds}
     layout = study.Layout(out, data, checkpoints)
+    if a.report_only:
+        return report_only(out, results, layout, s, rows)
     selection: dict = {}
     jobs = study.build_jobs(layout, s, rows, selection)
     done_before = sum(stage_done(layout, s, rows))
@@ -120,6 +127,24 @@ def main(argv: list[str] | None = None) -> int:
         f"; {len(failures)} runs failed" if failures else "",
     )
     return 1 if failures else 0
+
+
+def report_only(out: Path, results: Path, layout: study.Layout, s: plan.Settings, rows: list[int]) -> int:
+    """Render the results of an earlier invocation again (after a change to the report), keeping its metadata."""
+    meta_path = out / "study.json"
+    if not meta_path.exists():
+        raise SystemExit(f"--report-only: {meta_path} not found; run the study first")
+    meta = json.loads(meta_path.read_text())
+    now, recorded = json.loads(json.dumps(s.to_dict(), default=str)), meta.get("settings", {})
+    differ = sorted(k for k in recorded if now.get(k) != recorded[k])
+    if differ:
+        raise SystemExit(f"--report-only: {differ} differ from {meta_path}; pass the options of that invocation")
+    if 2 in rows and not meta.get("selection"):
+        variant, scores = study.best_sft_variant(layout, s.seeds, s.candidates())
+        meta["selection"] = {"variant": variant, "val_mIoU": scores}
+    report.write(results, layout, s, rows, meta)
+    logger.info("wrote %s from the runs in %s", results, out)
+    return 0
 
 
 def stage_done(layout: study.Layout, s: plan.Settings, rows: list[int]):

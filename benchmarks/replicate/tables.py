@@ -11,8 +11,9 @@ from pathlib import Path
 import rewards
 from rl_audio.data import load_manifest
 
-# "beyond seed noise": Welch's t-test over seeds, two-sided p < 0.05 (with 3 seeds a variant must beat the other by
-# about three standard errors); with fewer than two seeds per side nothing can be said.
+# "beyond seed noise": a two-sided t-test over seeds at p < 0.05. The runs of one seed share the base model, the
+# initialisation and the data order, so two variants are compared seed by seed (paired t-test on the per-seed
+# differences; Welch's unpaired test is shown beside it). With fewer than two seeds nothing can be said.
 ALPHA = 0.05
 
 
@@ -99,19 +100,40 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     return float(2 * student_t.sf(abs(t), df))
 
 
+def paired_p(a: list[float | None], b: list[float | None]) -> float | None:
+    """Two-sided p-value of the paired t-test on ``a[k] - b[k]`` (same seed), or None unless every seed has both."""
+    if len(a) != len(b) or len(a) < 2 or any(v is None for v in [*a, *b]):
+        return None
+    diffs = [x - y for x, y in zip(a, b)]
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    if sd == 0:
+        return 0.0 if mean != 0 else 1.0
+    from scipy.stats import t as student_t
+
+    return float(2 * student_t.sf(abs(mean / (sd / math.sqrt(len(diffs)))), len(diffs) - 1))
+
+
 def verdict(a: list[float | None], b: list[float | None], claim: int) -> str:
-    """Measured direction of ``mean(a) - mean(b)`` against the paper's (``claim`` +1: a > b, -1: a < b, 0: none)
-    and whether it lies beyond seed noise."""
+    """Measured direction of ``mean(a) - mean(b)`` against the paper's (``claim`` +1: a > b, -1: a < b, 0: none),
+    whether it lies beyond seed noise (paired t-test when every seed has both runs, else Welch's), and the per-seed
+    differences. ``a`` and ``b`` are indexed by seed."""
     ma, _, _ = mean_std(a)
     mb, _, _ = mean_std(b)
     if ma is None or mb is None:
         return "not measured"
     diff = ma - mb
-    p = welch_p([v for v in a if v is not None], [v for v in b if v is not None])
+    welch = welch_p([v for v in a if v is not None], [v for v in b if v is not None])
+    paired = paired_p(a, b)
+    p = paired if paired is not None else welch
     sign = 0 if diff == 0 else (1 if diff > 0 else -1)
     direction = {1: "higher", -1: "lower", 0: "no difference"}[sign]
-    noise = "one seed: noise unknown" if p is None else (f"beyond seed noise (p={p:.3f})" if p < ALPHA
-                                                          else f"within seed noise (p={p:.2f})")  # fmt: skip
+    if p is None:
+        noise = "one seed: noise unknown"
+    else:
+        test = f"paired p={p:.3f}, Welch p={welch:.3f}" if paired is not None else f"Welch p={p:.3f}"
+        noise = f"{'beyond' if p < ALPHA else 'within'} seed noise ({test})"
+    if paired is not None and len(a) > 1:
+        noise += "; per seed " + " / ".join(f"{(x - y) * 100:+.1f}" for x, y in zip(a, b))
     if sign == 0:
         return f"{diff * 100:+.1f} (no difference; {noise})"
     if claim == 0:
