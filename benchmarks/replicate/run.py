@@ -46,6 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", default="1,2,3,4", help="Comma-separated rows of the study to run.")
     p.add_argument("--variants", default="", help="Comma-separated SFT variants to run (default: all of the rows').")
     p.add_argument("--sft-steps", type=int, default=None, help="SFT steps of every variant (default: 300).")
+    p.add_argument("--grpo-lr", type=float, default=None, help="GRPO learning rate (default: 3e-4).")
     p.add_argument("--dry-run", action="store_true", help="List the runs and the estimated wall time; run nothing.")
     p.add_argument(
         "--report-only",
@@ -66,6 +67,8 @@ def settings(a: argparse.Namespace) -> plan.Settings:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; choose among {sorted(plan.VARIANTS)}")
     steps = {} if a.sft_steps is None else {"sft_steps": a.sft_steps, "neg_steps": a.sft_steps}
+    if a.grpo_lr is not None:
+        steps["grpo_lr"] = a.grpo_lr
     return dataclasses.replace(s, only=only, **steps)
 
 
