@@ -351,7 +351,13 @@ def write(path: Path, layout: Layout, s: Settings, rows: list[int], meta: dict) 
     body += ["## Time per run", "", *times(layout, s, names), ""]
     if meta.get("failures"):
         body += ["## Runs that failed", ""] + [f"- {k}: {v}" for k, v in sorted(meta["failures"].items())] + [""]
-    body += [] if s.quick else _kept_discussion(path)
+    discussion = [] if s.quick else _kept_discussion(path)
+    if discussion:
+        head[2:2] = [
+            "> What the tables show, how it compares with the papers and why: **Discussion**, at the end.",
+            "",
+        ]
+    body += discussion
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(head + body))
 
