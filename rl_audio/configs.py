@@ -11,6 +11,16 @@ from trl import GRPOConfig, SFTConfig
 
 from .models.timestamps import TimestampSpec
 
+# the TimestampSpec fields (as rl_audio.json stores them) and the recipe keys they come from
+SPEC_KEYS = {
+    "mode": "timestamp_mode",
+    "granularity": "timestamp_granularity",
+    "text_template": "timestamp_text_template",
+    "token_stride": "timestamp_token_stride",
+    "token_max": "timestamp_token_max",
+    "token_init": "timestamp_token_init",
+}
+
 logger = logging.getLogger(__name__)
 
 
@@ -74,14 +84,7 @@ class AudioArguments:
     max_audio_seconds: float = field(default=600.0, metadata={"help": "Rows with longer audio are an error."})
 
     def timestamp_spec(self) -> TimestampSpec:
-        return TimestampSpec(
-            mode=self.timestamp_mode,
-            granularity=self.timestamp_granularity,
-            text_template=self.timestamp_text_template,
-            token_stride=self.timestamp_token_stride,
-            token_max=self.timestamp_token_max,
-            token_init=self.timestamp_token_init,
-        )
+        return TimestampSpec(**{key: getattr(self, attr) for key, attr in SPEC_KEYS.items()})
 
 
 def _cpu_precision(cfg) -> None:

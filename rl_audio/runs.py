@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from .configs import AudioArguments
+from .configs import SPEC_KEYS, AudioArguments
 from .models.loading import LoadedModel, load_model
 
 logger = logging.getLogger("rl_audio")
@@ -61,15 +61,6 @@ def load_rows(cfg: AudioArguments, split: str):
     return ds
 
 
-# the TimestampSpec fields that rl_audio.json stores, and the recipe keys they come from
-SPEC_KEYS = {
-    "mode": "timestamp_mode",
-    "granularity": "timestamp_granularity",
-    "text_template": "timestamp_text_template",
-    "token_stride": "timestamp_token_stride",
-    "token_max": "timestamp_token_max",
-    "token_init": "timestamp_token_init",
-}
 # the fields that change what the model reads, per mode (token_init only matters when the tokens are created)
 _LAYOUT_KEYS = {"none": (), "text": ("granularity", "text_template"), "tokens": ("token_stride", "token_max")}
 

@@ -117,9 +117,13 @@ class Settings:
     only: tuple[str, ...] = ()  # run only these SFT variants of the chosen rows (empty: all of them)
     quick: bool = False
 
+    def selected(self, variants) -> tuple[str, ...]:
+        """The given SFT variants that this study runs (all of them unless ``only`` names some)."""
+        return tuple(v for v in variants if not self.only or v in self.only)
+
     def candidates(self) -> tuple[str, ...]:
         """Row 2's candidate starting points: row 1's variants that this study runs."""
-        return tuple(v for v in ROWS[2] if not self.only or v in self.only)
+        return self.selected(ROWS[2])
 
     @classmethod
     def quick_mode(cls, seeds: tuple[int, ...] = (0,)) -> Settings:

@@ -152,7 +152,7 @@ def report_only(out: Path, results: Path, layout: study.Layout, s: plan.Settings
 
 def stage_done(layout: study.Layout, s: plan.Settings, rows: list[int]):
     """Which training and evaluation stages have already finished (an interrupted study being continued)."""
-    names = ["base", *study.variants_for(rows, s.only), *(plan.GRPO_RUNS if 2 in rows else ())]
+    names = ["base", *study.variants_for(rows, s), *(plan.GRPO_RUNS if 2 in rows else ())]
     for name in names:
         label = "grpo" if name in plan.GRPO_RUNS else "sft"
         for seed in s.seeds:

@@ -39,11 +39,9 @@ class Layout:
         return self.data[split][subset]
 
 
-def variants_for(rows: list[int], only: tuple[str, ...] = ()) -> list[str]:
-    names: list[str] = []
-    for row in rows:
-        names += [v for v in ROWS[row] if v not in names and (not only or v in only)]
-    return names
+def variants_for(rows: list[int], s: Settings) -> list[str]:
+    """The SFT variants of ``rows`` that the study runs, each once, in row order."""
+    return list(dict.fromkeys(v for row in rows for v in s.selected(ROWS[row])))
 
 
 def _yaml_list(items) -> str:
@@ -154,7 +152,7 @@ def build_jobs(layout: Layout, s: Settings, rows: list[int], selection: dict) ->
         Job(f"base/seed{seed}", lambda seed=seed: base_stages(layout, s, seed), cost=estimate_base(s))
         for seed in s.seeds
     ]
-    for variant in variants_for(rows, s.only):
+    for variant in variants_for(rows, s):
         for seed in s.seeds:
             jobs.append(
                 Job(

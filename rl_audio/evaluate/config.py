@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..configs import AudioArguments
-from ..runs import RUN_INFO, SPEC_KEYS
+from ..configs import SPEC_KEYS, AudioArguments
+from ..runs import RUN_INFO
 
 logger = logging.getLogger(__name__)
 

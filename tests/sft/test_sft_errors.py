@@ -145,8 +145,9 @@ def test_resume_continues_at_the_checkpoint_step(tmp_path, default_data_args):
 def _checkpoint_with(tmp_path: Path, **spec) -> str:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir(exist_ok=True)
-    full = {"mode": "none", "granularity": 1.0, "text_template": "timestamp: {t} seconds", "token_stride": 0.04}
-    (ckpt / "rl_audio.json").write_text(json.dumps({"timestamps": {**full, "token_max": 30.0, **spec}}))
+    defaults = {"mode": "none", "granularity": 1.0, "text_template": "timestamp: {t} seconds"}
+    defaults |= {"token_stride": 0.04, "token_max": 30.0}
+    (ckpt / "rl_audio.json").write_text(json.dumps({"timestamps": {**defaults, **spec}}))
     return str(ckpt)
 
 
