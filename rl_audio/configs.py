@@ -39,6 +39,13 @@ class AudioArguments:
     model_dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
     attn_implementation: str | None = field(default=None, metadata={"help": "eager, sdpa or flash_attention_2."})
     freeze_audio_encoder: bool = field(default=False, metadata={"help": "Freeze the audio encoder."})
+    cache_audio_features: bool = field(
+        default=True,
+        metadata={
+            "help": "Reuse a frozen audio encoder's output per distinct window (across epochs, GRPO groups and "
+            "passes); Qwen2-Audio. Off: the encoder runs on every pass."
+        },
+    )
     trainable_modules: list[str] = field(
         default_factory=list,
         metadata={

@@ -58,8 +58,15 @@ def build_trainer(cfg: AudioGRPOConfig):
     builder.check_fits(max(train["duration"]))  # a clip past the timestamp grid fails now, not mid-run
 
     def reference():
-        ref = load_model(lm.path, timestamps=cfg.timestamp_spec(), dtype=cfg.model_dtype, preset_seed=cfg.preset_seed)
-        return ref.model
+        ref = load_model(
+            lm.path,
+            timestamps=cfg.timestamp_spec(),
+            dtype=cfg.model_dtype,
+            attn_implementation=cfg.attn_implementation,
+            preset_seed=cfg.preset_seed,
+            cache_audio_features=cfg.cache_audio_features,
+        )
+        return ref.model.requires_grad_(False)  # never trained: its encoder output can be cached
 
     trainer = AudioGRPOTrainer(
         model=lm.model,

@@ -5,7 +5,10 @@
 Each stage runs the same command a user would (`python -m rl_audio.sft RECIPE ...`, `python -m rl_audio.grpo ...`,
 `python -m rl_audio.evaluate ...`) in a subprocess, on a tiny preset and generated audio, so it runs on a CPU in
 minutes. A stage whose output already exists is skipped (rerun after an interruption to continue); `--force`
-reruns everything. At the end a table compares the SFT and GRPO checkpoints on the held-out split.
+reruns everything. At the end a table compares the untrained model, the SFT checkpoint and the GRPO checkpoint on
+the held-out split, and the GRPO training reward of its first and last quarter of steps.
+
+`--quick` shrinks every stage (a few steps) to check that the pipeline runs end to end; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ SUMMARY_KEYS = (
     ("existence", "accuracy_positive"),
     ("existence", "accuracy_negative"),
     ("two_stage", "f1"),
+    ("cascaded", "mIoU"),
+    ("cascaded", "R1@0.5"),
 )
+QUICK = {"sft_steps": 4, "grpo_steps": 2, "clips": 8}
 
 
 def _run(stage: str, args: list[str]) -> float:
@@ -58,18 +64,53 @@ def summary_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def reward_trend(log_history: list[dict], key: str = "reward") -> dict[str, float] | None:
+    """Mean of `key` over the first and the last quarter of the logged steps (at least one step each)."""
+    values = [row[key] for row in log_history if key in row and isinstance(row[key], (int, float))]
+    if not values:
+        return None
+    q = max(1, len(values) // 4)
+    return {"first": sum(values[:q]) / q, "last": sum(values[-q:]) / q, "steps": len(values)}
+
+
+def _evaluate(name: str, model: str, out: Path, data: list[str], extra: list[str], times: dict) -> dict:
+    eval_dir = out / f"eval_{name}"
+    times[f"eval_{name}"] = _run(
+        f"evaluate {name}",
+        ["rl_audio.evaluate", "--model_name_or_path", model, "--output_dir", str(eval_dir), "--overwrite", "true",
+         *data, "--tasks", "[grounding, existence]", *extra],
+    )  # fmt: skip
+    return json.loads((eval_dir / "metrics.json").read_text())
+
+
+def _untrained_args(sft_recipe: str) -> list[str]:
+    """Evaluation settings of the untrained model: the SFT recipe's model, timestamps and answer style."""
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / sft_recipe).read_text()) or {}
+    keys = ("timestamp_mode", "timestamp_granularity", "answer_style", "preset_seed")
+    return [arg for k in keys if k in recipe for arg in (f"--{k}", str(recipe[k]))]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/pipeline", help="Output folder (relative to the repository root).")
-    p.add_argument("--sft-recipe", default="recipes/cpu/pipeline_sft.yaml")
-    p.add_argument("--grpo-recipe", default="recipes/cpu/grpo_timepro.yaml")
+    p.add_argument("--sft-recipe", default="recipes/cpu/pipeline_sft.yaml", help="SFT recipe (stage 1).")
+    p.add_argument("--grpo-recipe", default="recipes/cpu/pipeline_grpo.yaml", help="GRPO recipe (stage 2).")
     p.add_argument("--sft-steps", type=int, default=None, help="Override the SFT recipe's max_steps.")
     p.add_argument("--grpo-steps", type=int, default=None, help="Override the GRPO recipe's max_steps.")
+    p.add_argument("--clips", type=int, default=None, help="Training clips of the generated data (default: recipe's).")
+    p.add_argument("--quick", action="store_true", help="A few steps per stage: checks the plumbing only.")
     p.add_argument("--force", action="store_true", help="Rerun stages whose outputs exist.")
     a = p.parse_args(argv)
+    if a.quick:
+        a.sft_steps, a.grpo_steps = a.sft_steps or QUICK["sft_steps"], a.grpo_steps or QUICK["grpo_steps"]
+        a.clips = a.clips or QUICK["clips"]
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     out = Path(a.out)
-    data = ["--data_dir", str(out / "data"), "--default_data_clips", "64"]  # one data set for every stage
+    data = ["--data_dir", str(out / "data")]  # one data set for every stage
+    if a.clips:
+        data += ["--default_data_clips", str(a.clips)]
     sft_final, grpo_final = out / "sft" / "final", out / "grpo" / "final"
     times = {}
     if a.force or not (sft_final / "rl_audio.json").exists():
@@ -82,21 +123,25 @@ def main(argv: list[str] | None = None) -> None:
             ["rl_audio.grpo", a.grpo_recipe, "--model_name_or_path", str(sft_final), "--output_dir",
              str(out / "grpo"), *data, *extra],
         )  # fmt: skip
-    results = {}
+    base = json.loads((sft_final / "rl_audio.json").read_text())["base_model"]
+    results = {"untrained": _evaluate("untrained", base, out, data, _untrained_args(a.sft_recipe), times)}
     for name, ckpt in (("sft", sft_final), ("grpo", grpo_final)):
-        eval_dir = out / f"eval_{name}"
-        times[f"eval_{name}"] = _run(
-            f"evaluate {name}",
-            ["rl_audio.evaluate", "--model_name_or_path", str(ckpt), "--output_dir", str(eval_dir), *data,
-             "--tasks", "[grounding, existence]"],
-        )  # fmt: skip
-        results[name] = json.loads((eval_dir / "metrics.json").read_text())
+        results[name] = _evaluate(name, str(ckpt), out, data, [], times)
     table = summary_table(results)
-    (out / "summary.md").write_text(f"# Pipeline summary\n\n{table}\n\nStage times (s): {json.dumps(times)}\n")
-    print(f"\n{table}\n\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
-    print(
-        f"Reports: {out / 'eval_sft' / 'report.md'}, {out / 'eval_grpo' / 'report.md'}; summary: {out / 'summary.md'}"
+    history = grpo_final / "log_history.json"
+    trend = reward_trend(json.loads(history.read_text())) if history.exists() else None
+    trend_line = (
+        f"GRPO training reward: {trend['first']:.3f} (first quarter of {trend['steps']} logged steps) -> "
+        f"{trend['last']:.3f} (last quarter)"
+        if trend
+        else "GRPO training reward: not logged"
     )
+    (out / "summary.json").write_text(json.dumps({"metrics": results, "grpo_reward": trend, "times": times}, indent=2))
+    (out / "summary.md").write_text(
+        f"# Pipeline summary\n\n{table}\n\n{trend_line}\n\nStage times (s): {json.dumps(times)}\n"
+    )
+    print(f"\n{table}\n\n{trend_line}\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    print(f"Reports: {out}/eval_*/report.md; summary: {out / 'summary.md'}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ def load_for_training(cfg: AudioArguments) -> LoadedModel:
         attn_implementation=cfg.attn_implementation,
         freeze_audio_encoder=cfg.freeze_audio_encoder,
         preset_seed=cfg.preset_seed,
+        cache_audio_features=cfg.cache_audio_features,
     )
     check_run_info(cfg, lm.path, training=True)
     _select_trainable(lm, cfg)
@@ -187,6 +188,8 @@ def save_final(trainer, lm: LoadedModel, cfg, extra_info: dict | None = None) ->
             **(extra_info or {}),
         }
         (final / RUN_INFO).write_text(json.dumps(info, indent=2))
+        # the run's logged metrics, per step (losses, rewards), for whoever compares runs later
+        (final / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         logger.info("saved %s", final)
     trainer.accelerator.wait_for_everyone()
     return final

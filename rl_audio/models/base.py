@@ -103,6 +103,12 @@ class AudioLMAdapter:
         if not self.placeholder:
             raise ValueError(f"the {self.family} tokenizer defines no {self.audio_token_attr!r}")
         self.placeholder_id = tokenizer.convert_tokens_to_ids(self.placeholder)
+        # A feature extractor set up for windows shorter than the family's (the mini presets' 10 s) sets the window:
+        # the encoder's position table is that long. Real checkpoints' extractors are 30 s (Qwen2-Audio, AF3) or
+        # longer (Qwen2.5-Omni), so the family's window stands.
+        chunk = getattr(feature_extractor, "chunk_length", None)
+        if isinstance(chunk, (int, float)) and 0 < chunk < self.window_seconds:
+            self.window_seconds = float(chunk)
 
     # ---- model ---------------------------------------------------------------------------------------------
     @classmethod

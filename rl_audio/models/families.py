@@ -13,6 +13,7 @@ from transformers import (
 from transformers.masking_utils import create_bidirectional_mask
 
 from .base import AudioLMAdapter, _unwrap
+from .encoder_cache import EncoderCache, encoder_is_frozen
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,15 @@ class Qwen2AudioTimestampModel(Qwen2AudioForConditionalGeneration):
     rate (§2.1) interleave one timestamp per feature, which is exactly that case. This subclass computes the merged
     embeddings itself (the same `masked_scatter` the non-legacy path does) and hands the LM `inputs_embeds`.
     Weights and config are the stock ones: checkpoints load and save unchanged.
+
+    With `enable_audio_encoder_cache()` a frozen encoder's output is reused per window (`encoder_cache.py`).
     """
+
+    audio_encoder_cache: EncoderCache | None = None
+
+    def enable_audio_encoder_cache(self, max_bytes: int = 2**30) -> EncoderCache:
+        self.audio_encoder_cache = EncoderCache(max_bytes)
+        return self.audio_encoder_cache
 
     def forward(self, input_ids=None, input_features=None, feature_attention_mask=None, inputs_embeds=None, **kwargs):
         if inputs_embeds is None and input_features is not None and input_ids is not None and input_ids.shape[1] != 1:
@@ -54,7 +63,15 @@ class Qwen2AudioTimestampModel(Qwen2AudioForConditionalGeneration):
             inputs_embeds=torch.zeros((n_windows, max_len, 1), dtype=embeds.dtype, device=tower.device),
             attention_mask=valid.long(),
         )
-        hidden = tower(input_features, attention_mask=mask).last_hidden_state
+        cache = getattr(self, "audio_encoder_cache", None)
+        if cache is not None and encoder_is_frozen(tower):
+            hidden = cache.encode(
+                input_features,
+                conv_lengths,
+                lambda idx: tower(input_features[idx], attention_mask=mask[idx]).last_hidden_state,
+            )  # (W, T_enc, D)
+        else:
+            hidden = tower(input_features, attention_mask=mask).last_hidden_state  # (W, T_enc, D)
         feats = inner.multi_modal_projector(hidden)  # (W, max_audio_len, D)
         keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < out_lengths.to(feats.device)[:, None]
         feats = feats[keep]  # (N_features, D), window then time order

@@ -68,6 +68,14 @@ def load_adapter(path: str) -> AudioLMAdapter:
     return adapter_cls(tokenizer, feature_extractor)
 
 
+def _enable_encoder_cache(model, adapter) -> None:
+    enable = getattr(model, "enable_audio_encoder_cache", None)
+    if callable(enable):
+        enable()  # used only while the encoder is frozen (encoder_cache.encoder_is_frozen)
+    else:
+        logger.debug("no audio-feature cache for the %s family: the encoder runs on every pass", adapter.family)
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -76,6 +84,7 @@ def load_model(
     attn_implementation: str | None = None,
     freeze_audio_encoder: bool = False,
     preset_seed: int = 0,
+    cache_audio_features: bool = True,
 ) -> LoadedModel:
     """Load any supported family; add timestamp tokens if the spec asks for them; freeze what is asked.
 
@@ -85,7 +94,9 @@ def load_model(
     path = resolve_model_path(name_or_path, seed=preset_seed)
     _check_path(path)
     if os.path.isfile(os.path.join(path, "adapter_config.json")):
-        return _load_lora_checkpoint(path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed)
+        return _load_lora_checkpoint(
+            path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed, cache_audio_features
+        )
     adapter = load_adapter(path)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
@@ -101,12 +112,16 @@ def load_model(
         freezer = RowFreezer(model, ts_ids)
     if freeze_audio_encoder:
         adapter.audio_encoder(model).requires_grad_(False)
+    if cache_audio_features:
+        _enable_encoder_cache(model, adapter)
     n = sum(p.numel() for p in model.parameters())
     logger.info("loaded %s (%s, %.1f M parameters) from %s", adapter.family, dtype, n / 1e6, path)
     return LoadedModel(model, adapter, path, ts_ids, freezer)
 
 
-def _load_lora_checkpoint(path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed):
+def _load_lora_checkpoint(
+    path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed, cache_audio_features=True
+):
     """A LoRA adapter directory (an rl_audio `final/adapter`): load its base model, apply and merge the adapter.
 
     Timestamp tokens are re-added to the base exactly as in training (deterministic initialisation), so the
@@ -124,6 +139,7 @@ def _load_lora_checkpoint(path, timestamps, dtype, attn_implementation, freeze_a
         attn_implementation=attn_implementation,
         freeze_audio_encoder=False,
         preset_seed=preset_seed,
+        cache_audio_features=cache_audio_features,
     )
     model = PeftModel.from_pretrained(base.model, path).merge_and_unload()
     model.requires_grad_(True)  # PEFT froze the base; a loaded checkpoint starts fully trainable

