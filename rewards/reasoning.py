@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._base import RewardConfigError, RewardFunction, Row
+from .grounding import MIN_DURATION, check_min_duration, is_too_short
 from .parsing import answer_region, final_line, normalise_text, parse_choice, parse_windows
 
 __all__ = ["AnswerCorrectness", "TimestampCompaction", "count_grounded_units"]
@@ -71,16 +72,19 @@ class AnswerCorrectness(RewardFunction):
         return 1.0 if line and _strip_letter(line) == normalise_text(answer) else 0.0
 
 
-def count_grounded_units(text: str) -> int:
+def count_grounded_units(text: str, min_duration: float = 0.0) -> int:
     """Number of distinct timestamp-grounded units: distinct ``(start, end)`` intervals the text references.
 
     TGSR's "Regions Explored" (App. C.4) counts unique intervals; its released reward counted regex hits, so
-    "from 1.2 to 3.4 seconds" counted twice. Here it is one unit.
+    "from 1.2 to 3.4 seconds" counted twice. Here it is one unit. With ``min_duration`` > 0 only intervals at least
+    that long count (the default 0.0 counts every interval, zero-length ones included).
 
     >>> count_grounded_units("From 1.2 to 3.4 seconds a man speaks; from 1.2 to 3.4 seconds again; then 5-6s.")
     2
+    >>> count_grounded_units("[1.0s - 1.0s] and [2.0s - 3.0s]", min_duration=0.1)
+    1
     """
-    return len(set(parse_windows(text)))
+    return sum(1 for start, end in set(parse_windows(text)) if not is_too_short(start, end, min_duration))
 
 
 class TimestampCompaction(RewardFunction):
@@ -95,11 +99,19 @@ class TimestampCompaction(RewardFunction):
 
     Defaults ``k_ref = 1, C_max = 0.5, C_min = 0.1, k_max = 5`` (TGSR §3.2). Range ``[min(0, C_min), C_max]``.
 
+    ``min_duration`` (seconds, default :data:`rewards.grounding.MIN_DURATION` = 0.1; our setting, not TGSR's): an
+    interval shorter than this grounds nothing, so a completion whose intervals are all that short scores 0 (as
+    ``k = 0``); otherwise ``k`` counts every distinct interval, short ones included, so they never raise the
+    reward (they cost like any other unit). ``min_duration=0.0`` gives TGSR's eq. 2 exactly.
+
     Source: TGSR §3.2 eq. 2 and App. C.4 (distinct intervals). Columns: ``task`` (``qa`` rows by default).
 
     >>> compaction = TimestampCompaction()
     >>> compaction(["no timestamps", "[0.0s-1.0s] hi", "0-1, 1-2, 2-3 said"], task=["qa", "qa", "qa"])
     [0.0, 0.5, 0.3]
+    >>> literal = TimestampCompaction(min_duration=0.0)
+    >>> compaction(["[1.3s-1.3s] hi"], task=["qa"]), literal(["[1.3s-1.3s] hi"], task=["qa"])
+    ([0.0], [0.5])
     """
 
     __name__ = "timestamp_compaction"
@@ -112,10 +124,12 @@ class TimestampCompaction(RewardFunction):
         c_max: float = 0.5,
         c_min: float = 0.1,
         k_max: int = 5,
+        min_duration: float = MIN_DURATION,
         name: str | None = None,
         tasks: tuple[str, ...] | None = None,
     ):
         super().__init__(name=name, tasks=tasks)
+        self.min_duration = check_min_duration(min_duration, self.__name__)
         if not 0 <= k_ref < k_max:
             raise RewardConfigError(f"reward {self.__name__!r}: need 0 <= k_ref < k_max, got {k_ref}, {k_max}")
         if not c_min <= c_max:
@@ -137,4 +151,7 @@ class TimestampCompaction(RewardFunction):
         return self.c_max - (k - self.k_ref) * (self.c_max - self.c_min) / (self.k_max - self.k_ref)
 
     def score(self, text: str, reference: str, row: Row) -> float:
-        return self.value(count_grounded_units(text))
+        units = set(parse_windows(text))
+        if not any(not is_too_short(start, end, self.min_duration) for start, end in units):
+            return 0.0  # no unit at least min_duration long: nothing grounded (k = 0 when min_duration is 0)
+        return self.value(len(units))

@@ -1,8 +1,8 @@
 """The study's needle-in-a-haystack data: base, train, validation and test splits, a shifted-position test.
 
 Clips are built with ``rl_audio.data.build_synthetic`` (SpotSound §3.1): one procedural event per clip on a
-procedural background, with SpotSound negatives (``add_negatives``: per clip one absent query as a grounding and an
-existence row, and an existence row for the positive). The event is a small fraction of the clip, as in
+procedural background, with SpotSound negatives (``add_negatives``: per clip one absent query as an existence row
+answered "No.", and an existence row for the positive; no grounding row asks about an absent event). The event is a small fraction of the clip, as in
 SpotSound-Bench (under 10 %): 5-6 s clips with 0.25-0.45 s events, i.e. 4-9 % of the clip. The level is high
 (background 30 +- 3 dB under the event): NOTES.md's probe learned nothing at about 15 dB SNR. Why 5-6 s rather
 than 10-12 s: README.md in this folder (step time and what a 1 M-parameter model learns in the budget).
@@ -17,9 +17,11 @@ Subsets written next to the splits (manifests for ``--train_manifests`` / ``--ev
 
 - ``{base,train,val,test,shifted}/grounding.jsonl``: positive grounding rows (the base model, rows 1, 2 and 4 train
   on these: TimePro-RL's AG task has no negatives, and localisation is what those rows measure);
-- ``train/with_negatives.jsonl``: grounding and existence rows, positives and negatives (row 3, SpotSound);
+- ``train/with_negatives.jsonl``: grounding and existence rows of the positives, and the negatives' existence rows
+  (row 3, SpotSound);
 - ``train/without_negatives.jsonl``: the same without the negative rows (row 3's ablation);
-- ``test/with_negatives.jsonl``: grounding and existence, positive and negative (row 3's evaluation).
+- ``test/with_negatives.jsonl``: grounding and existence of the positives, existence of the negatives (row 3's
+  evaluation; its ``cascaded`` metrics are SpotSound's presence-then-grounding inference).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from rl_audio.data import SynthConfig, build_synthetic, load_manifest, write_man
 
 logger = logging.getLogger("replicate.niah")
 
-DATA_VERSION = 3  # bump when the construction changes, to invalidate cached data
+DATA_VERSION = 4  # bump when the construction changes, to invalidate cached data (4: negatives: existence only)
 
 
 @dataclass(frozen=True)

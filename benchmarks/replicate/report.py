@@ -201,16 +201,17 @@ def row3(layout: Layout, s: Settings) -> list[str]:
         "Existence accuracy in %.",
         "",
         "| SFT training data | existence acc. positive | existence acc. negative | existence acc. all | "
-        "grounding: negatives rejected | grounding mIoU (positives) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "grounding mIoU (positives) | cascaded mIoU (grounded after a yes) | cascaded false alarms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for v in ROWS[3]:
         cells = [
             fmt(_values(layout, s, v, None, "existence", "accuracy_positive")),
             fmt(_values(layout, s, v, None, "existence", "accuracy_negative")),
             fmt(_values(layout, s, v, None, "existence", "accuracy")),
-            fmt(_values(layout, s, v, None, "grounding", "negatives_rejected")),
             fmt(_values(layout, s, v, None, "grounding", "mIoU")),
+            fmt(_values(layout, s, v, None, "cascaded", "mIoU")),
+            fmt(_values(layout, s, v, None, "cascaded", "false_alarm_rate")),
         ]
         lines.append(f"| {VARIANTS[v].label} | " + " | ".join(cells) + " |")
     neg = _values(layout, s, "neg", None, "existence", "accuracy_negative")

@@ -50,8 +50,8 @@ def convert(
 
     ``audio_dir`` defaults to the input's folder. ``window_tolerance``: seconds a window may exceed
     ``[0, duration]`` before it is invalid (it is clamped). ``check_audio``: compare given durations with the audio
-    headers. ``negatives``: SpotSound negative queries per clip (:func:`rl_audio.data.add_negatives`, which also adds
-    the matching existence rows). ``options`` go to the converter (e.g. ``version``, ``durations``, ``task``).
+    headers. ``negatives``: SpotSound negative queries per clip (:func:`rl_audio.data.add_negatives`: existence rows
+    answered "No.", and an existence row per positive; no grounding row for an absent event). ``options`` go to the converter (e.g. ``version``, ``durations``, ``task``).
 
     Raises:
         ConverterError: bad input (file, item and field named), unless ``skip_invalid`` covers it.

@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="add N SpotSound negative queries per clip (grounding + existence rows)",
+        help="add N SpotSound negative queries per clip (existence rows answered No)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the negative queries")
 

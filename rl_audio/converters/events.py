@@ -149,6 +149,8 @@ def _ftar_row(conv: Conversion, item: dict, task_override: str | None) -> list[d
         spans = [list(w) for w in parse_windows(answer)]  # "<start>-<end>", the shared parser
         if not spans and not parse_absence(answer):
             raise RowProblem("answer", f"no '<start>-<end>' window in {answer!r:.80}", "bad_answer")
+        if not spans:  # an absent event: a presence question answered "No." (SpotSound §2.1), never a grounding row
+            row = {**row, "id": f"ftar-existence-{item.get('id', audio.stem)}", "task": "existence"}
         return [{**row, "query": grounding_query(question), "windows": spans, "exists": bool(spans)}]
     events = [{"onset": e.onset, "offset": e.offset, "label": e.label} for e in parse_events(answer)]
     if not events and not parse_absence(answer):

@@ -29,11 +29,10 @@ from .negatives import NegativeError, add_negatives, add_negatives_with_report, 
 from .sta import build_sta_manifest, build_sta_rows
 from .stats import summarize
 from .synth import SynthConfig, build_synthetic
-from .templates import NOT_PRESENT, STYLES, render_question, render_target
+from .templates import STYLES, render_question, render_target
 
 __all__ = [
     "FIELDS",
-    "NOT_PRESENT",
     "STYLES",
     "TASKS",
     "AudioError",

@@ -45,7 +45,7 @@ def _add_synth(sub) -> None:
     p.add_argument("--bg-jitter-db", type=float, default=d.bg_jitter_db)
     p.add_argument("--id-prefix", default=d.id_prefix)
     p.add_argument("--sed", action="store_true", help="also write one sed row per clip")
-    p.add_argument("--negatives", action="store_true", help="add SpotSound negatives (existence + grounding)")
+    p.add_argument("--negatives", action="store_true", help="add SpotSound negatives (existence rows answered No)")
     p.add_argument(
         "--shift-events",
         action="store_true",

@@ -3,8 +3,9 @@
 SpotSound's own setting (40-60 s backgrounds, foreground at -10 +- 5 dB over the background) is far too hard for
 a model of a few million parameters trained for minutes: a probe on this project's CPU learned nothing on 10 s
 clips at about 15 dB SNR, and reached mIoU 0.86 on 5 s clips with 0.8-2 s events at about 28 dB SNR. The default
-therefore uses 5-8 s clips, 0.8-2 s events and a background 25 +- 3 dB under the foreground. Grounding and
-existence rows come with SpotSound-style negatives.
+therefore uses 5-8 s clips, 0.8-2 s events and a background 25 +- 3 dB under the foreground. Each clip has a
+grounding row and an existence row ("Yes.") for its event and, as SpotSound's negatives, an existence row ("No.")
+for an absent query; no grounding row asks about an absent event.
 
 The splits are cached: ``out_dir/params.json`` records the parameters (and a generator version); when it matches
 and both manifests exist, nothing is rebuilt.
@@ -22,7 +23,7 @@ from .synth import SynthConfig, build_synthetic, config_dict
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when synthesis changes, to invalidate cached datasets
+GENERATOR_VERSION = 2  # bump when synthesis changes, to invalidate cached datasets (2: negatives: existence only)
 SPLITS = ("train", "test")
 
 
@@ -64,8 +65,8 @@ def build_default_dataset(
     Args:
         out_dir: receives ``train/``, ``test/`` (each ``manifest.jsonl`` + ``audio/``) and ``params.json``.
         seed: random seed; the same seed gives byte-identical files.
-        num_train, num_test: clips per split (each clip yields a positive and a negative grounding row, and the
-            two matching existence rows).
+        num_train, num_test: clips per split (each clip yields a grounding row and an existence row for its event,
+            and an existence row for an absent query).
         min_len, max_len: clip length range in seconds.
         overrides: further :class:`SynthConfig` fields for both splits (e.g. ``sed_rows=True``).
     """

@@ -2,9 +2,11 @@
 
 All queries of the manifest form a global pool. For each clip, a negative query is drawn from the pool subject to
 two constraints: (i) it is not among the clip's annotations, and (ii) it shares no content word with the clip's
-positive queries (lowercase, stopwords removed, simple plural stripping). Each clip then yields a presence question
-(``existence`` rows, ``exists`` true for the positive and false for the negative) and a localisation question
-(``grounding`` rows; the negative has ``windows = []``).
+positive queries (lowercase, stopwords removed, simple plural stripping). Each clip then has presence questions
+(``existence`` rows: ``exists`` true for the positive, answered "Yes.", and false for the negative, answered "No.")
+and a localisation question for the positive only (its ``grounding`` row). No grounding row is made for a negative:
+SpotSound asks for the interval of an event only when it is present (§2.1: grounding follows a "yes"; App. C.1), so
+a grounding question about an absent event would teach a model to refuse grounding instead of to listen.
 
 >>> sorted(content_words("The dogs are barking loudly"))
 ['barking', 'dog', 'loudly']
@@ -109,7 +111,8 @@ def _positive_existence(positives: list[dict], taken: set[str], existing: set) -
 
 
 def _negative_rows(rows: list[dict], positives: list[dict], rng, pool: list[str], taken, per_clip) -> list[dict]:
-    """``per_clip`` negative queries for one clip, each as a grounding and an existence row."""
+    """``per_clip`` negative queries for one clip, each as an existence row (``exists=False``; never a grounding
+    row: nothing is localised for an absent event)."""
     annotated, positive_words = _clip_annotations(rows)
     candidates = [q for q in pool if normalize_query(q) not in annotated and not content_words(q) & positive_words]
     if len(candidates) < per_clip:
@@ -119,16 +122,24 @@ def _negative_rows(rows: list[dict], positives: list[dict], rng, pool: list[str]
         )
     anchor, new = positives[0], []
     for k, index in enumerate(rng.choice(len(candidates), size=per_clip, replace=False)):
-        base = f"{anchor['id']}-neg{k}"
-        common = {
-            "query": candidates[int(index)],
-            "windows": [],
-            "exists": False,
-            "meta": {"negative_of": anchor["id"]},
-        }
-        new.append(_derived(anchor, _unique_id(base, taken), task="grounding", **common))
-        new.append(_derived(anchor, _unique_id(f"{base}-exist", taken), task="existence", **common))
+        new.append(
+            _derived(
+                anchor,
+                _unique_id(f"{anchor['id']}-neg{k}-exist", taken),
+                task="existence",
+                query=candidates[int(index)],
+                windows=[],
+                exists=False,
+                meta={"negative_of": anchor["id"]},
+            )
+        )
     return new
+
+
+def is_absent_grounding(row: dict) -> bool:
+    """A grounding row about an absent event (no windows, or ``exists`` false): the old form of a negative, which
+    the schema still loads but no builder here writes (see :mod:`rl_audio.data.templates`)."""
+    return row["task"] == "grounding" and (not row.get("windows") or row.get("exists") is False)
 
 
 def add_negatives_with_report(
@@ -139,9 +150,18 @@ def add_negatives_with_report(
     skip_missing: bool = False,
     extra_queries: Iterable[str] = (),
 ) -> tuple[list[dict], Counter]:
-    """:func:`add_negatives`, also returning counts: ``clips``, ``negatives``, ``positive_existence`` and
-    ``skipped_no_negative``."""
+    """:func:`add_negatives`, also returning counts: ``clips``, ``negatives``, ``positive_existence``,
+    ``skipped_no_negative`` and (when the input has any) ``absent_grounding_input``."""
     rows = list(rows)
+    counts = Counter()
+    absent = sum(is_absent_grounding(r) for r in rows)
+    if absent:  # passed through unchanged: they are the caller's data
+        counts["absent_grounding_input"] = absent
+        logger.warning(
+            "%d input grounding rows have no windows (absent events): kept as they are, but they have no training "
+            "target; SpotSound asks about absent events only as existence rows",
+            absent,
+        )
     pool = _query_pool(rows, extra_queries)
     clips: dict[str, list[dict]] = {}
     for row in rows:
@@ -149,7 +169,7 @@ def add_negatives_with_report(
     taken = {r["id"] for r in rows}
     existing = {(r["audio"], normalize_query(r["query"])) for r in rows if r["task"] == "existence"}
     rng = np.random.default_rng(seed)
-    counts, out = Counter(), []
+    out = []
     for clip_rows in clips.values():
         out.extend(clip_rows)
         positives = [r for r in clip_rows if _is_positive(r)]
@@ -167,7 +187,7 @@ def add_negatives_with_report(
             logger.debug("%s", err)
             counts["skipped_no_negative"] += 1
             continue
-        counts["negatives"] += len(new) // 2
+        counts["negatives"] += len(new)
         out.extend(new)
     if counts["skipped_no_negative"]:
         logger.warning("%d clips had no valid negative query and got none", counts["skipped_no_negative"])
@@ -185,9 +205,11 @@ def add_negatives(
     """Add SpotSound-style negatives to a grounding manifest (rows as from :func:`load_manifest`).
 
     For each clip (rows sharing ``audio``) with at least one positive grounding row, add an ``existence`` row with
-    ``exists=True`` for each positive that has none, and ``per_clip`` negative queries, each as a grounding row
-    (``windows=[]``, ``exists=False``) and an existence row (``exists=False``). Rows of a clip stay together,
-    originals first; new ids derive from the positive's id; ``meta["negative_of"]`` names it.
+    ``exists=True`` for each positive that has none, and ``per_clip`` negative queries, each as an existence row
+    (``exists=False``, ``windows=[]``, target "No."). No grounding row is added for a negative (SpotSound §2.1,
+    App. C.1: localisation is asked only about a present event). Rows of a clip stay together, originals first; new
+    ids derive from the positive's id (``<id>-exist``, ``<id>-neg<k>-exist``); ``meta["negative_of"]`` names it.
+    Input rows are returned unchanged, including any grounding row without windows (counted and logged).
 
     Args:
         rows: validated manifest rows.

@@ -1,5 +1,8 @@
 """Summary statistics of a manifest, as printed by the CLI.
 
+``negatives`` counts the negative queries (existence rows with ``exists`` false, SpotSound §3.1);
+``absent_grounding`` the grounding rows without windows, a form the schema loads but no builder here writes.
+
 ``window_coverage`` is SpotSound's (arXiv:2604.13023, Table 2) window-to-audio ratio: the mean, over rows with
 windows, of total window length divided by clip duration. Short needles in long hay give small values.
 
@@ -32,7 +35,8 @@ def summarize(rows: list[dict], skipped: Counter | dict | None = None) -> dict:
             "max": round(float(durations.max()), 2) if durations.size else 0.0,
         },
         "window_coverage": round(float(np.mean(coverage)), 4) if coverage else None,
-        "negatives": sum(r["task"] == "grounding" and not r.get("windows") for r in rows),
+        "negatives": sum(r["task"] == "existence" and r.get("exists") is False for r in rows),
+        "absent_grounding": sum(r["task"] == "grounding" and not r.get("windows") for r in rows),
     }
     if skipped:
         summary["skipped"] = dict(sorted(Counter(skipped).items()))
@@ -47,8 +51,13 @@ def format_summary(summary: dict) -> str:
         "per task: " + (", ".join(f"{t}={n}" for t, n in summary["tasks"].items()) or "none"),
         f"clip duration (s): total {d['total']}, mean {d['mean']}, min {d['min']}, max {d['max']}",
         f"window coverage (mean window length / duration): {summary['window_coverage']}",
-        f"grounding negatives (no window): {summary['negatives']}",
+        f"negative queries (existence, exists false): {summary['negatives']}",
     ]
+    if summary.get("absent_grounding"):
+        lines.append(
+            f"grounding rows without windows: {summary['absent_grounding']} (absent events: scored as negatives by "
+            "evaluation, but no training target; ask them as existence rows)"
+        )
     skipped = summary.get("skipped")
     lines.append("skipped: " + (", ".join(f"{k}={n}" for k, n in skipped.items()) if skipped else "none"))
     return "\n".join(lines)

@@ -10,7 +10,8 @@ exact. Each clip gets its own random stream, ``default_rng([seed, crc32(id_prefi
 same seed gives byte-identical wavs and manifest.
 
 Rows per clip: one ``grounding`` and one ``existence`` row (``exists=True``) per distinct class in the clip, an
-optional ``sed`` row listing every event (label = the caption), and optional negatives (``negatives.py``).
+optional ``sed`` row listing every event (label = the caption), and optional negatives (``negatives.py``: an
+``existence`` row with ``exists=False`` per absent query; never a grounding row about an absent event).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class SynthConfig:
     bg_jitter_db: float = 5.0  # +- dB around bg_rel_db
     id_prefix: str = "synth"
     sed_rows: bool = False
-    negatives: bool = False
+    negatives: bool = False  # add_negatives: one absent query per clip, as an existence row answered "No."
     shift_events: bool = False  # SpotSound App. B.3: the same clips with each event moved (see shifted_starts)
     foreground_dir: str | None = None
     background_dir: str | None = None

@@ -10,6 +10,12 @@ Two styles, registered in :data:`STYLES`:
 Existence, sed, dac, sta and qa render the same in both styles. The reward parser reads exactly these targets, so
 they must not change without changing it.
 
+Absent events are asked only as presence questions (``existence`` rows, answered ``Yes.`` / ``No.``, SpotSound
+§2.1 and §3.1): a grounding question is only ever asked about an event that is present (at inference, only after a
+"yes", App. C.1), so its prompt carries no "if the sound is not present" escape and every grounding target is a
+list of windows. A grounding row without windows (accepted by the manifest schema, e.g. from a user's own data, and
+scored by evaluation as a negative) has no training target: :func:`render_target` raises for it.
+
 >>> row = {"task": "grounding", "query": "a rising whistle", "windows": [[2.5, 4.0]]}
 >>> render_target(row, "spotsound")
 'From 2.50 seconds to 4.00 seconds.'
@@ -23,14 +29,10 @@ import json
 import string
 from collections.abc import Callable
 
-NOT_PRESENT = "The sound is not present in the audio."
-"""Target of a grounding row whose event is absent (SpotSound §3.1 negatives)."""
 NO_EVENTS = "No sound events are present in the audio."
 """Target of a sed or dac row with no events."""
 GROUNDING_KEY = "query"
 """The literal key of a TimePro-style grounding answer, ``{"query": [onset, offset]}``."""
-
-_ABSENT_HINT = f'If the sound is not present, answer "{NOT_PRESENT}"'
 
 
 def _seconds(value: float) -> str:
@@ -51,7 +53,7 @@ def _letter(index: int) -> str:
 def grounding_question_spotsound(row: dict) -> str:
     return (
         f'Find the start and end time of the sound described by "{row["query"]}". '
-        f'Answer in the form "From s seconds to e seconds." {_ABSENT_HINT}'
+        'Answer in the form "From s seconds to e seconds."'
     )
 
 
@@ -59,7 +61,7 @@ def grounding_question_timepro(row: dict) -> str:
     return (
         f'Find the start and end time of the sound described by "{row["query"]}". '
         "Answer with one JSON object per occurrence, one per line, in the form "
-        f'{{"{GROUNDING_KEY}": [onset, offset]}} with times in seconds. {_ABSENT_HINT}'
+        f'{{"{GROUNDING_KEY}": [onset, offset]}} with times in seconds.'
     )
 
 
@@ -98,21 +100,28 @@ def qa_question(row: dict) -> str:
 # Targets -----------------------------------------------------------------------------------------------------
 
 
-def grounding_target_spotsound(row: dict) -> str:
+def _grounding_windows(row: dict) -> list:
     windows = row.get("windows") or []
     if not windows or row.get("exists") is False:
-        return NOT_PRESENT
-    return " ".join(f"From {_seconds(s)} seconds to {_seconds(e)} seconds." for s, e in windows)
+        raise ValueError(
+            f"row {row.get('id')!r}: a grounding row without windows (an absent event) has no target; SpotSound asks "
+            'about absent events only as presence questions (existence rows with exists false, answered "No."). '
+            "Drop such rows or make them existence rows; `python -m rl_audio.data negatives` adds negatives to a "
+            "manifest of positives in that form"
+        )
+    return windows
+
+
+def grounding_target_spotsound(row: dict) -> str:
+    return " ".join(f"From {_seconds(s)} seconds to {_seconds(e)} seconds." for s, e in _grounding_windows(row))
 
 
 def grounding_target_timepro(row: dict) -> str:
-    windows = row.get("windows") or []
-    if not windows or row.get("exists") is False:
-        return NOT_PRESENT
-    return "\n".join(json.dumps({GROUNDING_KEY: _json_pair(s, e)}) for s, e in windows)
+    return "\n".join(json.dumps({GROUNDING_KEY: _json_pair(s, e)}) for s, e in _grounding_windows(row))
 
 
 def existence_target(row: dict) -> str:
+    # SpotSound §2.1: B in {yes, no}; the targets are the sentences "Yes." and "No."
     exists = row.get("exists")
     if exists is None:
         exists = bool(row.get("windows"))

@@ -4,6 +4,9 @@
 (`PromptBuilder`: chat template, audio placeholders, interleaved timestamps) and greedy decoding by default.
 `PredictionStore` appends one JSON line per answer to ``predictions.jsonl`` as soon as a batch is done; a rerun
 reads it back and generates only the rows that are missing, so an interrupted evaluation resumes where it stopped.
+
+Every prompt is rendered from its own row alone and no answer feeds another prompt; this is what lets
+:mod:`rl_audio.evaluate.metrics` compute SpotSound's cascade (grounding only after a "yes") from these answers.
 """
 
 from __future__ import annotations

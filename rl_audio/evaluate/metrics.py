@@ -4,14 +4,23 @@ All rates are fractions in [0, 1] (the papers print percentages). Definitions, w
 
 * grounding (SpotSound §4.1, TimePro-RL §3.1 AG): over positive queries, ``R1@θ = (1/N) Σ 1[IoU_i ≥ θ]`` and
   ``mIoU = (1/N) Σ IoU_i``, IoU being that of the unions of reference and predicted windows
-  (:func:`rewards.temporal.window_iou`). Negative queries (no windows) are reported apart as ``negatives_rejected``,
-  the fraction whose answer states absence. ``joint_f1`` applies the two-stage rules below to the grounding answer
+  (:func:`rewards.temporal.window_iou`). Grounding rows without windows (absent events; only in older or users' own
+  manifests, since the builders here ask about absent events with existence rows alone) are reported apart as
+  ``negatives_rejected``, the fraction whose answer states absence. ``joint_f1`` applies the two-stage rules below to the grounding answer
   alone (presence = it gave a window), for manifests without existence rows.
 * existence (SpotSound §4.2): accuracy over all queries, on positives and on negatives.
-* two_stage (SpotSound §4.3): each existence row is paired with the grounding row of the same clip and query.
-  Negative: TN if the existence answer says absent, else FP. Positive: FN if it does not say present; TP if it
-  does and the grounding answer's IoU > ``two_stage_iou`` (0.3); FP otherwise. ``F1 = 2TP / (2TP + FP + FN)``
+* two_stage (SpotSound §4.3): each positive existence row is paired with the grounding row of the same clip and
+  query; a negative needs only its existence row (no grounding row is asked about an absent event). Negative: TN if
+  the existence answer says absent, else FP. Positive: FN if it does not say present; TP if it does and the
+  grounding answer's IoU > ``two_stage_iou`` (0.3); FP otherwise. ``F1 = 2TP / (2TP + FP + FN)``
   (:func:`rewards.temporal.two_stage_f1`).
+* cascaded (SpotSound §2.1, App. C.1, §4.2-4.3): the inference SpotSound runs, presence first and grounding only
+  after a "yes", on the same pairs as two_stage. Per positive, the cascade's IoU is the grounding answer's IoU when
+  the presence answer is "yes" and 0 otherwise; ``mIoU`` and ``R1@θ`` are over positives. ``false_alarm_rate``:
+  fraction of negatives answered "yes" (the cascade would go on to localise an absent event); ``accuracy``,
+  ``accuracy_positive``, ``accuracy_negative``: presence correctness on the pairs (Table 4); ``f1`` and its counts:
+  the §4.3 F1 of the cascade (equal to ``two_stage.f1``); ``n_undecided``: presence answers neither yes nor no
+  (no grounding, so no false alarm; but wrong, and FP on a negative, FN on a positive, as in §4.3).
 * sed (TimePro-RL §3.1, DESED): event-based F1 (Mesaros et al. 2016; sed_eval's ``EventBasedMetrics``): onset
   within ``t_collar``, offset within ``max(t_collar, sed_percentage_of_length × reference length)``, labels equal
   after normalisation, optimal one-to-one matching. ``eb_f1`` is sed_eval's overall (micro) F, TP, N_ref and N_est
@@ -41,7 +50,7 @@ from rewards.temporal import existence_accuracy, mean_iou, recall_at, two_stage_
 
 from .scoring import is_positive, score_row
 
-TASK_ORDER = ("grounding", "existence", "two_stage", "sed", "dac", "sta", "qa", "behaviour")
+TASK_ORDER = ("grounding", "existence", "two_stage", "cascaded", "sed", "dac", "sta", "qa", "behaviour")
 
 
 def r1_key(theta: float) -> str:
@@ -110,31 +119,61 @@ def _pair_key(row: dict, manifest: str) -> tuple:
     return manifest, row["audio"], normalise_text(row["query"])
 
 
-def _two_stage(
-    grounding: list[tuple[dict, dict]], existence: list[tuple[dict, dict]], manifest_of: dict, cfg
-) -> dict | None:
+def _cascade_pairs(
+    grounding: list[tuple[dict, dict]], existence: list[tuple[dict, dict]], manifest_of: dict
+) -> tuple[list[tuple[bool, bool | None, float | None]], int]:
+    """``([(positive, said_present, grounding IoU or None), ...], unpaired)`` over the existence rows.
+
+    A positive existence row is paired with the grounding row of the same manifest, clip and query (its IoU); one
+    without such a row is unpaired and left out. A negative needs no grounding row (none is asked about an absent
+    event; a grounding row of an older manifest for it is consumed and ignored): its IoU is None.
+    """
     by_key: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
     for row, score in grounding:
         by_key[_pair_key(row, manifest_of[row["id"]])].append((row, score))
-    exists, said, ious, counts = [], [], [], Counter()
-    unpaired = 0
+    pairs, unpaired = [], 0
     for row, score in existence:
+        positive, present = is_positive(row), score["parsed"]["present"]
         candidates = by_key.get(_pair_key(row, manifest_of[row["id"]]))
-        if not candidates:
+        if positive and not candidates:
             unpaired += 1
             continue
-        _, g_score = candidates.pop(0)
-        positive, present = is_positive(row), score["parsed"]["present"]
-        iou = g_score.get("iou", 0.0) if positive else None
-        exists.append(positive)
-        said.append(present)
-        ious.append(iou)
-        counts[two_stage_outcome(positive, present, iou, cfg.two_stage_iou)] += 1
-    if not exists:
-        return None
-    out = {"pairs": len(exists), "f1": two_stage_f1(exists, said, ious, threshold=cfg.two_stage_iou)}
+        g_score = candidates.pop(0)[1] if candidates else {}
+        pairs.append((positive, present, g_score.get("iou", 0.0) if positive else None))
+    return pairs, unpaired
+
+
+def _two_stage(pairs: list[tuple[bool, bool | None, float | None]], unpaired: int, cfg) -> dict:
+    exists, said, ious = (list(column) for column in zip(*pairs))
+    counts = Counter(two_stage_outcome(p, s, i, cfg.two_stage_iou) for p, s, i in pairs)
+    out = {"pairs": len(pairs), "f1": two_stage_f1(exists, said, ious, threshold=cfg.two_stage_iou)}
     out.update({k: counts[k] for k in ("tp", "fp", "fn", "tn")})
     out["unpaired_existence"] = unpaired
+    return out
+
+
+def _cascaded(pairs: list[tuple[bool, bool | None, float | None]], unpaired: int, cfg) -> dict:
+    """SpotSound's two-stage inference (§2.1, App. C.1): ask presence; ground only after "yes".
+
+    Computed from the answers already generated, without a second generation pass: every question is rendered from
+    its own row alone (:func:`rl_audio.data.render_question`; a grounding prompt never contains the presence answer)
+    and answered independently, so the grounding answer the cascade would get after a "yes" is the one the
+    grounding row already has (the same greedy decode; with sampling, a draw from the same distribution), and after
+    any other answer the cascade outputs no window (IoU 0 on a positive, no false alarm on a negative).
+    """
+    positives = [(said, iou) for positive, said, iou in pairs if positive]
+    negatives = [said for positive, said, _ in pairs if not positive]
+    out: dict = {"pairs": len(pairs), "n_positive": len(positives), "n_negative": len(negatives)}
+    if positives:
+        out.update(_window_metrics([iou if said is True else 0.0 for said, iou in positives], cfg))
+        out["accuracy_positive"] = sum(said is True for said, _ in positives) / len(positives)
+    if negatives:
+        out["false_alarm_rate"] = sum(said is True for said in negatives) / len(negatives)
+        out["accuracy_negative"] = sum(said is False for said in negatives) / len(negatives)
+    out["accuracy"] = existence_accuracy([p for p, _, _ in pairs], [s for _, s, _ in pairs])
+    out["n_undecided"] = sum(said is None for _, said, _ in pairs)
+    two_stage = _two_stage(pairs, unpaired, cfg)
+    out.update({k: two_stage[k] for k in ("f1", "tp", "fp", "fn", "tn", "unpaired_existence")})
     return out
 
 
@@ -228,9 +267,10 @@ def aggregate(
         out["grounding"] = _grounding(by_task["grounding"], cfg)
     if by_task["existence"]:
         out["existence"] = _existence(by_task["existence"])
-        two_stage = _two_stage(by_task["grounding"], by_task["existence"], manifest_of, cfg)
-        if two_stage:
-            out["two_stage"] = two_stage
+        pairs, unpaired = _cascade_pairs(by_task["grounding"], by_task["existence"], manifest_of)
+        if any(positive for positive, _, _ in pairs):  # nothing to combine without a grounding answer
+            out["two_stage"] = _two_stage(pairs, unpaired, cfg)
+            out["cascaded"] = _cascaded(pairs, unpaired, cfg)
     for task in ("sed", "dac"):
         if by_task[task]:
             out[task] = _events(by_task[task], task)

@@ -8,12 +8,18 @@ rewards use) and is scored by :mod:`rewards.temporal`, :class:`rewards.text.Mete
 :func:`score_row` gives the per-row values that :mod:`rl_audio.evaluate.metrics` aggregates. An answer is
 *unparseable* when the parser finds nothing of the task's format in it (for grounding: neither a window nor a
 statement of absence); it then scores as a miss (IoU 0, wrong answer, no events).
+
+Predicted windows/events shorter than ``min_duration`` get no credit, by the rule of the ``eb_f1`` and ``miou``
+rewards (:mod:`rewards.grounding`): they add nothing to an IoU and are unmatched events (false positives) in Eb-F1.
+The value is ``cfg.min_duration`` when the config has one, else the rewards' default
+:data:`rewards.grounding.MIN_DURATION` (0.1 s); ``0.0`` gives the paper-literal metrics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rewards.grounding import MIN_DURATION, scored_event_counts, scored_event_f1, scored_window_iou
 from rewards.parsing import (
     answer_region,
     normalise_text,
@@ -25,7 +31,6 @@ from rewards.parsing import (
     parse_yes_no,
 )
 from rewards.reasoning import AnswerCorrectness
-from rewards.temporal import event_f1, window_iou
 from rewards.text import MeteorReward
 
 _ANSWER_CORRECTNESS = AnswerCorrectness()
@@ -77,21 +82,32 @@ def parse_prediction(row: dict, text: str) -> dict:
 
 
 def event_counts(
-    reference: Sequence[Sequence], estimate: Sequence[Sequence], *, t_collar: float, percentage_of_length: float
+    reference: Sequence[Sequence],
+    estimate: Sequence[Sequence],
+    *,
+    t_collar: float,
+    percentage_of_length: float,
+    min_duration: float = 0.0,
 ) -> tuple[int, int, int]:
     """``(TP, N_ref, N_est)`` of one clip under :func:`rewards.temporal.event_f1`'s matching.
 
     ``event_f1`` returns ``F = 2PR / (P + R) = 2 TP / (N_ref + N_est)``, so ``TP = F (N_ref + N_est) / 2``: the
     counts that sed_eval accumulates over files for its overall (micro) F come from the same grader as the reward.
+    Estimates shorter than ``min_duration`` match nothing and stay in ``N_est``
+    (:func:`rewards.grounding.scored_event_counts`).
 
     >>> event_counts([(1.0, 3.0, "dog"), (5.0, 6.0, "cat")], [(1.1, 3.2, "dog")], t_collar=0.2, percentage_of_length=0.5)
     (1, 2, 1)
     """
-    n_ref, n_est = len(reference), len(estimate)
-    if n_ref == 0 or n_est == 0:
-        return 0, n_ref, n_est
-    f = event_f1(reference, estimate, t_collar=t_collar, percentage_of_length=percentage_of_length)
-    return int(round(f * (n_ref + n_est) / 2)), n_ref, n_est
+    return scored_event_counts(
+        reference, estimate, min_duration=min_duration, t_collar=t_collar, percentage_of_length=percentage_of_length
+    )
+
+
+def _min_duration(cfg) -> float:
+    """The shortest predicted window that earns credit: the config's ``min_duration``, else the rewards' default."""
+    value = getattr(cfg, "min_duration", None)
+    return MIN_DURATION if value is None else float(value)
 
 
 def _relabel(events: Sequence[Sequence], task: str) -> list[tuple[float, float, str]]:
@@ -109,7 +125,11 @@ def _event_scores(row: dict, parsed: dict, text: str, cfg) -> dict:
     task = row["task"]
     reference = _relabel(_reference_events(row), task)
     estimate = _relabel(parsed["events"] or [], task)
-    kwargs = {"t_collar": cfg.t_collar, "percentage_of_length": cfg.sed_percentage_of_length}
+    kwargs = {
+        "t_collar": cfg.t_collar,
+        "percentage_of_length": cfg.sed_percentage_of_length,
+        "min_duration": _min_duration(cfg),
+    }
     tp, n_ref, n_est = event_counts(reference, estimate, **kwargs)
     per_label = {}
     for label in sorted({e[2] for e in reference} | {e[2] for e in estimate}):
@@ -117,7 +137,7 @@ def _event_scores(row: dict, parsed: dict, text: str, cfg) -> dict:
         est_l = [e for e in estimate if e[2] == label]
         per_label[label] = event_counts(ref_l, est_l, **kwargs)
     # the clip's F, as the eb_f1 reward computes it (an unparseable answer: 0)
-    clip_f1 = event_f1(reference, estimate, **kwargs) if parsed["events"] is not None else 0.0
+    clip_f1 = scored_event_f1(reference, estimate, **kwargs) if parsed["events"] is not None else 0.0
     scores = {"tp": tp, "n_ref": n_ref, "n_est": n_est, "per_label": per_label, "eb_f1": clip_f1}
     if task == "dac":
         events = [{"onset": e[0], "offset": e[1], "label": e[2]} for e in _reference_events(row)]
@@ -135,7 +155,10 @@ def score_row(row: dict, text: str, cfg) -> dict:
     if task in ("grounding", "sta"):
         predicted = parsed["windows"] or []
         if task == "sta" or is_positive(row):
-            out["iou"] = window_iou(row["windows"], predicted) if parsed["windows"] is not None else 0.0
+            if parsed["windows"] is None:
+                out["iou"] = 0.0
+            else:
+                out["iou"] = scored_window_iou(row["windows"], predicted, min_duration=_min_duration(cfg))
         else:
             out["rejected"] = parsed["windows"] == []
         out["said_present"] = None if parsed["windows"] is None else bool(parsed["windows"])

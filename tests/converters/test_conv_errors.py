@@ -199,5 +199,6 @@ def test_cli_negatives_on_a_manifest(tmp_path, wav, write, capsys):
     second = tmp_path / "m_neg.jsonl"
     assert main(["negatives", str(first), "--out", str(second), "--seed", "1"]) == 0
     rows = load_manifest(second)
-    assert sum(r["task"] == "grounding" and r["exists"] is False for r in rows) == 2
-    assert "grounding negatives (no window): 2" in capsys.readouterr().out
+    assert sum(r["task"] == "existence" and r["exists"] is False for r in rows) == 2
+    assert all(r["windows"] for r in rows if r["task"] == "grounding")  # no grounding row about an absent event
+    assert "negative queries (existence, exists false): 2" in capsys.readouterr().out

@@ -208,6 +208,15 @@ def test_ftar_grounding_and_dense_captioning(tmp_path, wav, write):
         {"onset": 2.1, "offset": 4.0, "label": "a dog barks twice"},
     ]
     assert dac["query"].startswith("What are the sound events?")
+    # an item whose answer states absence is a presence question answered "No.", not a grounding row
+    absent = {**items[0], "id": "x3", "answer": "The sound is not present in the audio."}
+    (row,), _ = convert("ftar", str(write("absent.json", [absent])), audio_dir=str(tmp_path / "audio"))
+    assert (row["id"], row["task"], row["query"], row["exists"]) == (
+        "ftar-existence-x3",
+        "existence",
+        "dogs barking",
+        False,
+    )
     # --task overrides a missing task field
     plain = [{k: v for k, v in items[0].items() if k != "task"}]
     rows2, _ = convert("ftar", str(write("tag.json", plain)), audio_dir=str(tmp_path / "audio"), task="grounding")
@@ -286,8 +295,9 @@ def test_negatives_for_a_grounding_conversion(tmp_path, wav, write):
     ]
     source = write("cm.jsonl", "\n".join(json.dumps(x) for x in lines))
     rows, _ = convert("clotho-moment", str(source), audio_dir=str(tmp_path / "audio"), negatives=1, seed=3)
-    negatives = [r for r in rows if r["task"] == "grounding" and not r["windows"]]
-    assert len(negatives) == 3 and all(r["exists"] is False for r in negatives)
+    assert all(r["windows"] for r in rows if r["task"] == "grounding")  # grounding rows only for present events
+    negatives = [r for r in rows if r["exists"] is False]
+    assert len(negatives) == 3 and all(r["task"] == "existence" and not r["windows"] for r in negatives)
     assert sum(r["task"] == "existence" for r in rows) == 6  # one positive and one negative existence row per clip
     for negative in negatives:
         positive = next(r for r in rows if r["audio"] == negative["audio"] and r["windows"])

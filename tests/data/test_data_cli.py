@@ -40,11 +40,14 @@ def test_synth_help_and_tiny_run(tmp_path):
         "--max-len", "4", "--min-event", "0.5", "--max-event", "1", "--negatives", "--sed",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "rows: 15  clips: 3" in result.stdout
-    assert "per task: existence=6, grounding=6, sed=3" in result.stdout
+    assert "rows: 12  clips: 3" in result.stdout
+    assert "per task: existence=6, grounding=3, sed=3" in result.stdout  # negatives: existence rows only
+    assert "negative queries (existence, exists false): 3" in result.stdout
+    assert "grounding rows without windows" not in result.stdout
     assert "window coverage" in result.stdout and "skipped: none" in result.stdout
     rows = load_manifest(out / "manifest.jsonl", check_audio=True)
-    assert len(rows) == 15 and len(list((out / "audio").glob("*.wav"))) == 3
+    assert len(rows) == 12 and len(list((out / "audio").glob("*.wav"))) == 3
+    assert all(r["windows"] for r in rows if r["task"] == "grounding")
 
 
 @pytest.mark.parametrize("command", ["sta", "negatives", "validate", "default"])
@@ -80,7 +83,7 @@ def test_negatives_and_sta_commands(tmp_path, make_wav, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["negatives", str(src), str(tmp_path / "out.jsonl"), "--seed", "3"]) == 0
-    assert "per task: existence=4, grounding=4" in capsys.readouterr().out
+    assert "per task: existence=4, grounding=2" in capsys.readouterr().out
     make_wav("audio/talk.wav", seconds=3.0)
     (tmp_path / "w").mkdir()
     words = [{"text": t, "start": 0.2 * i, "end": 0.2 * i + 0.15, "confidence": 0.9} for i, t in enumerate("abcdef")]
@@ -114,7 +117,8 @@ def test_default_dataset_is_cached(tmp_path):
     assert len({r["audio"] for r in train}) == 3 and len({r["audio"] for r in test}) == 2
     assert all(5.0 <= r["duration"] <= 8.0 for r in train + test)
     assert {r["task"] for r in train} == {"grounding", "existence"}
-    assert sum(r["exists"] is False for r in train) == 2 * 3  # a negative grounding + existence row per clip
+    assert sum(r["exists"] is False for r in train) == 3  # one negative per clip, as an existence row
+    assert all(r["windows"] and r["exists"] is True for r in train if r["task"] == "grounding")
     assert not {r["audio"] for r in train} & {r["audio"] for r in test}
     stamp = paths["train"].stat().st_mtime_ns
     assert build_default_dataset(tmp_path, **kwargs) == paths

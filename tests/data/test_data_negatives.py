@@ -6,9 +6,11 @@ from rl_audio.data.negatives import (
     add_negatives,
     add_negatives_with_report,
     content_words,
+    is_absent_grounding,
     normalize_query,
 )
 from rl_audio.data.synth import SynthConfig, build_synthetic
+from rl_audio.data.templates import render_target
 
 
 def _row(row_id, audio, query, windows=((1.0, 2.0),), **kw):
@@ -36,11 +38,22 @@ def _check_constraints(rows):
         annotated |= {normalize_query(e["label"]) for r in clip_rows for e in r["events"]}
         words = set().union(*(content_words(q) for q in annotated))
         for neg in (r for r in clip_rows if r["exists"] is False):
+            assert neg["task"] == "existence" and neg["windows"] == []
             assert normalize_query(neg["query"]) not in annotated
             assert not content_words(neg["query"]) & words, (neg["query"], annotated)
-            assert neg["windows"] == []
             checked += 1
+        _check_no_absent_grounding(clip_rows)
     return checked
+
+
+def _check_no_absent_grounding(clip_rows):
+    """SpotSound §2.1 / App. C.1: grounding is asked only about events present in the clip."""
+    present = {normalize_query(r["query"]) for r in clip_rows if r["task"] == "grounding" and r["windows"]}
+    absent = {normalize_query(r["query"]) for r in clip_rows if r["exists"] is False}
+    for row in (r for r in clip_rows if r["task"] == "grounding"):
+        assert row["windows"] and row["exists"] is not False, row
+        assert not is_absent_grounding(row)
+    assert not present & absent
 
 
 def test_negatives_respect_both_constraints_on_handmade_rows():
@@ -55,7 +68,8 @@ def test_negatives_respect_both_constraints_on_handmade_rows():
     ]
     for seed in range(20):
         out = add_negatives(rows, seed=seed)
-        assert _check_constraints(out) == 2 * 6  # one grounding + one existence negative per clip
+        assert _check_constraints(out) == 6  # one negative existence row per clip, no negative grounding row
+        assert sum(r["task"] == "grounding" for r in out) == len(rows)  # only the positives are grounded
         for neg in (r for r in out if r["audio"] == "1.wav" and r["exists"] is False):
             # neither "dog", "barking", "car" nor "engine": only rain, birds or the bird remain
             assert neg["query"] in {"rain falling on a roof", "birds singing", "a bird chirping"}
@@ -68,12 +82,30 @@ def test_negative_rows_are_paired_and_valid():
     out, counts = add_negatives_with_report(rows, seed=0)
     assert dict(counts) == {"clips": 2, "negatives": 2, "positive_existence": 2}
     by_id = {r["id"]: r for r in out}
-    assert list(by_id) == ["a", "a-exist", "a-neg0", "a-neg0-exist", "b", "b-exist", "b-neg0", "b-neg0-exist"]
+    assert list(by_id) == ["a", "a-exist", "a-neg0-exist", "b", "b-exist", "b-neg0-exist"]
     assert by_id["a-exist"]["task"] == "existence" and by_id["a-exist"]["exists"] is True
-    assert by_id["a-neg0"]["query"] == "rain on a roof" and by_id["a-neg0"]["meta"]["negative_of"] == "a"
-    assert by_id["a-neg0-exist"]["exists"] is False and by_id["a-neg0-exist"]["task"] == "existence"
+    negative = by_id["a-neg0-exist"]
+    assert (negative["task"], negative["query"], negative["exists"], negative["windows"]) == (
+        "existence",
+        "rain on a roof",
+        False,
+        [],
+    )
+    assert negative["meta"]["negative_of"] == "a"
+    assert render_target(by_id["a-exist"]) == "Yes." and render_target(negative) == "No."
     for row in out:
         validate_row(row)
+        render_target(row)  # every row has a target: no grounding row about an absent event
+
+
+def test_absent_grounding_rows_in_the_input_pass_through_and_are_counted(caplog):
+    legacy = _row("old", "1.wav", "rain on a roof", windows=[], exists=False)
+    rows = [_row("a", "1.wav", "a dog barking"), legacy, _row("b", "2.wav", "a bell ringing")]
+    with caplog.at_level("WARNING"):
+        out, counts = add_negatives_with_report(rows, seed=0)
+    assert counts["absent_grounding_input"] == 1 and "1 input grounding rows have no windows" in caplog.text
+    assert [r for r in out if is_absent_grounding(r)] == [legacy]  # the caller's row, and no new one
+    assert {r["query"] for r in out if r["audio"] == "1.wav" and r["exists"] is False} >= {"a bell ringing"}
 
 
 def test_no_valid_negative_raises_or_skips():
@@ -117,9 +149,14 @@ def test_negatives_on_synthetic_manifest(tmp_path):
     config = SynthConfig(num_clips=12, seed=5, min_len=3.0, max_len=4.0, min_event=0.5, max_event=1.0)
     config.min_events, config.max_events, config.sed_rows, config.negatives = 1, 2, True, True
     rows = load_manifest(build_synthetic(tmp_path, config, progress=False))
-    assert _check_constraints(rows) == 2 * 12
+    assert _check_constraints(rows) == 12
     clips = {r["audio"] for r in rows}
     for clip in clips:
         tasks = [(r["task"], r["exists"]) for r in rows if r["audio"] == clip]
-        assert tasks.count(("grounding", False)) == 1 and tasks.count(("existence", False)) == 1
+        assert tasks.count(("grounding", False)) == 0 and tasks.count(("existence", False)) == 1
         assert tasks.count(("grounding", True)) == tasks.count(("existence", True)) >= 1
+        # every grounding query names an event inserted into the clip (the sed row lists them all)
+        (sed,) = [r for r in rows if r["audio"] == clip and r["task"] == "sed"]
+        inserted = {e["label"] for e in sed["events"]}
+        assert {r["query"] for r in rows if r["audio"] == clip and r["task"] == "grounding"} <= inserted
+    assert not [r for r in rows if is_absent_grounding(r)]

@@ -25,12 +25,11 @@ EVENTS = [{"onset": 1.2, "offset": 3.4, "label": "dog bark"}, {"onset": 5.0, "of
     [
         (GROUNDING, "spotsound", "From 2.50 seconds to 4.00 seconds."),
         (TWO, "spotsound", "From 2.50 seconds to 4.00 seconds. From 10.00 seconds to 12.35 seconds."),
-        (NEGATIVE, "spotsound", "The sound is not present in the audio."),
         (GROUNDING, "timepro", '{"query": [2.5, 4.0]}'),
         (TWO, "timepro", '{"query": [2.5, 4.0]}\n{"query": [10.0, 12.35]}'),
-        (NEGATIVE, "timepro", "The sound is not present in the audio."),
         (row("existence", exists=True, windows=[[1.0, 2.0]]), "spotsound", "Yes."),
         (row("existence", exists=False), "timepro", "No."),
+        (row("existence", exists=False), "spotsound", "No."),
         (row("sed", query="", events=EVENTS), "timepro", '{"dog bark": [1.2, 3.4]}\n{"car horn": [5.0, 7.25]}'),
         (row("sed", query="", events=[]), "timepro", "No sound events are present in the audio."),
         (row("dac", query="", events=EVENTS), "timepro", "1.20-3.40, dog bark\n5.00-7.25, car horn"),
@@ -55,10 +54,12 @@ def test_styles_differ_only_for_grounding():
 def test_questions():
     assert render_question(GROUNDING, "spotsound") == (
         'Find the start and end time of the sound described by "a rising whistle". '
-        'Answer in the form "From s seconds to e seconds." '
-        'If the sound is not present, answer "The sound is not present in the audio."'
+        'Answer in the form "From s seconds to e seconds."'
     )
-    assert '{"query": [onset, offset]}' in render_question(GROUNDING, "timepro")
+    assert render_question(GROUNDING, "timepro").endswith('{"query": [onset, offset]} with times in seconds.')
+    for style in STYLES:  # grounding is asked only about present events: no escape for absence in the prompt
+        assert "not present" not in render_question(GROUNDING, style)
+        assert "not present" not in render_question(NEGATIVE, style)
     assert render_question(row("existence", exists=True, windows=[[1, 2]])) == (
         'Is the sound "a rising whistle" present in the audio? Answer yes or no.'
     )
@@ -70,6 +71,14 @@ def test_questions():
     assert '{"<label>": [onset, offset]}' in render_question(row("sed", query=""))
     assert '"onset-offset, description"' in render_question(row("dac", query=""))
     assert render_question(row("sed", query="List the dog barks.")) == "List the dog barks."
+
+
+@pytest.mark.parametrize("style", ["spotsound", "timepro"])
+@pytest.mark.parametrize("absent", [NEGATIVE, row("grounding", windows=[])])
+def test_grounding_row_without_windows_has_no_target(style, absent):
+    # SpotSound §2.1: an absent event is a presence question answered "No.", never a grounding target
+    with pytest.raises(ValueError, match="grounding row without windows .* existence rows"):
+        render_target(absent, style)
 
 
 def test_unknown_style_lists_valid_ones():

@@ -24,6 +24,7 @@ def _metrics(rows, answers, cfg, **kwargs):
 
 
 def test_grounding_recall_miou_negatives_and_unparseable(cfg):
+    # n1, n2: grounding rows about absent events, a form no builder here writes but a user's manifest may hold
     rows = [
         make_row("p1", "grounding", windows=[[2, 4]]),
         make_row("p2", "grounding", windows=[[0, 2]]),
@@ -90,25 +91,36 @@ def test_two_stage_confusion_rules(positive, said, iou, expected):
     assert two_stage_outcome(positive, said, iou, 0.3) == expected
 
 
-def test_two_stage_f1_pairs_existence_with_grounding(cfg):
-    """SpotSound §4.3 on six clips: TP, FP (low IoU), FN, TN, FP (said present), FP (unparseable on a negative)."""
-    spec = [  # (clip, positive, existence answer, grounding answer)
-        ("c1", True, "Yes.", "From 2 seconds to 3 seconds."),  # IoU 0.5 -> TP
-        ("c2", True, "Yes.", "From 2 seconds to 2.4 seconds."),  # IoU 0.2 -> FP
-        ("c3", True, "No.", "From 2 seconds to 4 seconds."),  # FN even with a perfect window
-        ("c4", False, "No.", "From 1 seconds to 2 seconds."),  # TN: only the existence answer counts
-        ("c5", False, "Yes.", "The sound is not present in the audio."),  # FP
-        ("c6", False, "???", "The sound is not present in the audio."),  # FP
-    ]
+def _pairs(spec, *, negative_grounding=False):
+    """Rows and answers: per clip an existence row, and a grounding row for a positive (for a negative only with
+    ``negative_grounding``, the form of older manifests)."""
     rows, answers = [], []
     for clip, positive, said, where in spec:
         common = {"audio": f"/x/{clip}.wav", "query": f"sound {clip}", "exists": positive}
         windows = [[2.0, 4.0]] if positive else []
-        rows += [
-            make_row(f"{clip}-g", "grounding", windows=windows, **common),
-            make_row(f"{clip}-e", "existence", windows=windows, **common),
-        ]
-        answers += [where, said]
+        if positive or negative_grounding:
+            rows.append(make_row(f"{clip}-g", "grounding", windows=windows, **common))
+            answers.append(where)
+        rows.append(make_row(f"{clip}-e", "existence", windows=windows, **common))
+        answers.append(said)
+    return rows, answers
+
+
+TWO_STAGE_SPEC = [  # (clip, positive, existence answer, grounding answer)
+    ("c1", True, "Yes.", "From 2 seconds to 3 seconds."),  # IoU 0.5 -> TP
+    ("c2", True, "Yes.", "From 2 seconds to 2.4 seconds."),  # IoU 0.2 -> FP
+    ("c3", True, "No.", "From 2 seconds to 4 seconds."),  # FN even with a perfect window
+    ("c4", False, "No.", "From 1 seconds to 2 seconds."),  # TN: only the existence answer counts
+    ("c5", False, "Yes.", "The sound is not present in the audio."),  # FP
+    ("c6", False, "???", "The sound is not present in the audio."),  # FP
+]
+
+
+@pytest.mark.parametrize("negative_grounding", [False, True])
+def test_two_stage_f1_pairs_existence_with_grounding(cfg, negative_grounding):
+    """SpotSound §4.3 on six clips: TP, FP (low IoU), FN, TN, FP (said present), FP (unparseable on a negative).
+    Negatives need no grounding row; one from an older manifest changes nothing."""
+    rows, answers = _pairs(TWO_STAGE_SPEC, negative_grounding=negative_grounding)
     rows.append(make_row("lonely-e", "existence", exists=True, audio="/x/other.wav"))
     answers.append("Yes.")
     m = _metrics(rows, answers, cfg())
@@ -122,6 +134,52 @@ def test_two_stage_f1_pairs_existence_with_grounding(cfg):
         [True, True, False, False, True, None],
         [0.5, 0.2, 1.0, None, None, None],
     ) == pytest.approx(t["f1"])
+    assert m["cascaded"]["f1"] == t["f1"]
+
+
+CASCADE_SPEC = [  # (clip, positive, presence answer, grounding answer); reference window [2, 4]
+    ("p1", True, "Yes.", "From 2 seconds to 4 seconds."),  # IoU 1 -> cascade 1, TP
+    ("p2", True, "Yes.", "From 2 seconds to 3 seconds."),  # IoU 1/2 -> 1/2, TP
+    ("p3", True, "No.", "From 2 seconds to 4 seconds."),  # IoU 1, but never grounded -> 0, FN
+    ("p4", True, "yes, it is", "From 3 seconds to 5 seconds."),  # IoU 1/3 -> 1/3, TP (> 0.3)
+    ("p5", True, "maybe", "From 2 seconds to 4 seconds."),  # undecided: not grounded -> 0, FN
+    ("n1", False, "No.", None),  # TN
+    ("n2", False, "Yes.", None),  # false alarm, FP
+    ("n3", False, "hmm", None),  # undecided: no false alarm, but wrong and FP (§4.3 "otherwise")
+    ("n4", False, "No, it is not.", None),  # TN
+]
+
+
+def test_cascaded_presence_then_grounding(cfg):
+    """SpotSound's inference (§2.1, App. C.1): ground only after a "yes"; numbers computed by hand."""
+    rows, answers = _pairs(CASCADE_SPEC)
+    rows += [  # a positive with no grounding row (left out), a grounding row with no existence row (grounding only)
+        make_row("lonely-e", "existence", exists=True, audio="/x/other.wav"),
+        make_row("lonely-g", "grounding", windows=[[2.0, 4.0]], audio="/x/other2.wav"),
+    ]
+    answers += ["Yes.", "From 2 seconds to 4 seconds."]
+    m = _metrics(rows, answers, cfg())
+    c = m["cascaded"]
+    assert (c["pairs"], c["n_positive"], c["n_negative"], c["unpaired_existence"]) == (9, 5, 4, 1)
+    assert c["mIoU"] == pytest.approx((1 + 1 / 2 + 0 + 1 / 3 + 0) / 5)  # 11/30
+    assert (c["R1@0.3"], c["R1@0.5"], c["R1@0.7"], c["R1@0.9"]) == (3 / 5, 2 / 5, 1 / 5, 1 / 5)
+    assert c["accuracy_positive"] == 3 / 5
+    assert c["false_alarm_rate"] == 1 / 4 and c["accuracy_negative"] == 2 / 4
+    assert c["accuracy"] == pytest.approx(5 / 9) and c["n_undecided"] == 2
+    assert (c["tp"], c["fp"], c["fn"], c["tn"]) == (3, 2, 2, 2)
+    assert c["f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 2)) == m["two_stage"]["f1"]
+    # the independent grounding block scores every grounding answer, whatever the presence answer said
+    g = m["grounding"]
+    assert (g["n"], g["n_negative"]) == (6, 0) and "negatives_rejected" not in g
+    assert g["mIoU"] == pytest.approx((1 + 1 / 2 + 1 + 1 / 3 + 1 + 1) / 6)  # 29/36
+    # existence over all presence rows, the unpaired one included
+    assert m["existence"]["accuracy_positive"] == pytest.approx(4 / 6)
+
+
+def test_no_cascade_without_grounding_answers(cfg):
+    rows = [make_row("p", "existence", exists=True), make_row("n", "existence", exists=False, query="rain")]
+    m = _metrics(rows, ["Yes.", "No."], cfg())
+    assert "cascaded" not in m and "two_stage" not in m and m["existence"]["accuracy"] == 1.0
 
 
 def _sed_eval_f(reference_by_file, estimate_by_file, pol, class_wise=False):

@@ -25,19 +25,20 @@ def cfg(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_test_manifest(tmp_path_factory):
-    """The embedded default dataset, tiny: 4 test clips -> 16 grounding/existence rows."""
+    """The embedded default dataset, tiny: 4 test clips -> 12 rows (per clip: grounding and existence of the event,
+    existence of an absent query)."""
     paths = build_default_dataset(tmp_path_factory.mktemp("data"), num_train=2, num_test=4, progress=False)
     return str(paths["test"])
 
 
 def _answer(row):
     """Right for some rows, wrong or unparseable for others, always the same for a row."""
-    kind = zlib.crc32(row["id"].encode()) % 3
+    kind = zlib.crc32((row["id"] + "x").encode()) % 3
     if kind == 0:
         return render_target(row)
     if kind == 1:
         return "From 0.5 seconds to 1.5 seconds." if row["task"] == "grounding" else "Yes."
-    return "no idea"
+    return "I cannot tell."
 
 
 def _lines(path):
@@ -49,8 +50,17 @@ def test_resume_generates_only_missing_rows_and_gives_identical_metrics(cfg, def
     first = ScriptedGenerator(_answer)
     metrics = run_evaluation(config, generator=first)
     n = metrics["rows"]
-    assert n == 16 and sorted(first.rows) == sorted(set(first.rows)) and len(first.rows) == n
+    assert n == 12 and sorted(first.rows) == sorted(set(first.rows)) and len(first.rows) == n
     assert 0 < metrics["grounding"]["mIoU"] < 1 and sum(metrics["unparseable"].values()) > 0  # a non-trivial case
+    # the answers above, per clip: grounding right, right, unparseable, right; presence of the event undecided, yes,
+    # yes, yes; presence of the absent query undecided, undecided, no, yes
+    assert metrics["grounding"]["mIoU"] == 0.75
+    cascaded = metrics["cascaded"]  # from the same answers: every positive has both rows, negatives existence only
+    assert (cascaded["n_positive"], cascaded["n_negative"], cascaded["unpaired_existence"]) == (4, 4, 0)
+    assert cascaded["mIoU"] == 0.5  # clip 0 is not grounded after an undecided presence answer
+    assert (cascaded["false_alarm_rate"], cascaded["accuracy_negative"], cascaded["n_undecided"]) == (0.25, 0.25, 3)
+    # TP clips 1 and 3; FP clip 2 (no window read) and three negatives; FN clip 0
+    assert cascaded["f1"] == metrics["two_stage"]["f1"] == 2 * 2 / (2 * 2 + 4 + 1)
 
     # a crash after 6 answers, the 7th half written
     predictions = tmp_path / "eval" / PREDICTIONS_FILE
@@ -91,7 +101,7 @@ def test_interrupted_run_keeps_finished_batches(cfg, default_test_manifest, tmp_
     metrics = run_evaluation(
         cfg(eval_manifests=[default_test_manifest], batch_size=4, num_plot_examples=0), generator=rest
     )
-    assert len(rest.rows) == 8 and set(rest.rows).isdisjoint(stopping.rows)
+    assert len(rest.rows) == 12 - 8 and set(rest.rows).isdisjoint(stopping.rows)
     fresh = run_evaluation(
         cfg(eval_manifests=[default_test_manifest], output_dir=str(tmp_path / "fresh"), num_plot_examples=0),
         generator=ScriptedGenerator(_answer),
@@ -112,7 +122,7 @@ def test_changed_generation_settings_are_refused_unless_overwrite(cfg, default_t
         cfg(eval_manifests=[default_test_manifest], max_new_tokens=7, overwrite=True, num_plot_examples=0),
         generator=again,
     )
-    assert len(again.rows) == 16 and metrics["unparseable"]["grounding"] == 8
+    assert len(again.rows) == 12 and metrics["unparseable"]["grounding"] == 4
 
 
 def test_timestamp_mode_comes_from_the_checkpoint(cfg, default_test_manifest, tmp_path):
@@ -241,18 +251,20 @@ def test_report_and_plots_for_a_tiny_preset(default_test_manifest, tmp_path):
     )
     metrics = run_evaluation(config)
     out = tmp_path / "eval"
-    assert metrics["rows"] == 16 and set(metrics["tasks"]) == {"grounding", "existence"}
+    assert metrics["rows"] == 12 and set(metrics["tasks"]) == {"grounding", "existence"}
     records = [json.loads(line) for line in _lines(out / PREDICTIONS_FILE)]
-    assert len(records) == 16 and all(set(r) == {"id", "task", "manifest", "prediction", "parsed"} for r in records)
+    assert len(records) == 12 and all(set(r) == {"id", "task", "manifest", "prediction", "parsed"} for r in records)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     report = (out / "report.md").read_text()
     for needle in (
         "# Evaluation report",
         "## Unparseable answers",
-        "| grounding | 8 |",
+        "| grounding | 4 |",
         "### Grounding",
         "| R1@0.5 |",
         "### Two-stage joint F1",
+        "### Cascaded inference",
+        "| false_alarm_rate |",
         "## Configuration",
         "model_name_or_path: tiny-qwen2-audio",
     ):

@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def four_rows(default_data, tmp_path_factory):
-    rows = [r for r in load_manifest(default_data["train"]) if r["task"] == "grounding"][:4]
-    assert len(rows) == 4 and any(r["exists"] is False for r in rows) and any(r["windows"] for r in rows)
+    # SpotSound's rows: grounding for present events, presence questions for present and absent ones
+    rows = load_manifest(default_data["train"])
+    grounding = [r for r in rows if r["task"] == "grounding"][:2]
+    absent = [r for r in rows if r["task"] == "existence" and r["exists"] is False][:1]
+    present = [r for r in rows if r["task"] == "existence" and r["exists"] is True][:1]
+    rows = grounding + absent + present
+    assert len(rows) == 4 and all(r["windows"] for r in grounding)
     return write_manifest(rows, tmp_path_factory.mktemp("overfit") / "four.jsonl", relative_audio=False)
 
 
