@@ -37,7 +37,7 @@ from .parsing import (
     parse_windows,
     parse_yes_no,
 )
-from .temporal import event_f1, window_iou
+from .temporal import event_f1, event_true_positives, window_iou
 
 __all__ = [
     "MIN_DURATION",
@@ -131,16 +131,13 @@ def scored_event_counts(
     """``(TP, N_ref, N_est)`` of one clip under :func:`rewards.temporal.event_f1`'s matching, short events missing.
 
     Predicted events shorter than ``min_duration`` are matched against nothing but stay in ``N_est`` (false
-    positives). ``TP`` is recovered from ``F = 2 TP / (N_ref + N_est)`` of ``event_f1`` on the kept events.
+    positives); ``TP`` is :func:`rewards.temporal.event_true_positives` on the kept events.
 
     >>> scored_event_counts([(1.2, 1.5, "")], [(1.3, 1.3, ""), (1.25, 1.5, "")])
     (1, 1, 2)
     """
-    n_ref, n_est = len(reference), len(predicted)
     kept = [e for e in predicted if not is_too_short(float(e[0]), float(e[1]), min_duration)]
-    if n_ref == 0 or not kept:
-        return 0, n_ref, n_est
-    f = event_f1(
+    tp = event_true_positives(
         reference,
         kept,
         t_collar=t_collar,
@@ -148,7 +145,7 @@ def scored_event_counts(
         evaluate_onset=evaluate_onset,
         evaluate_offset=evaluate_offset,
     )
-    return int(round(f * (n_ref + len(kept)) / 2)), n_ref, n_est
+    return tp, len(reference), len(predicted)
 
 
 def scored_event_f1(

@@ -29,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "event_f1",
+    "event_true_positives",
     "existence_accuracy",
     "interval_iou",
     "mean_iou",
@@ -318,11 +319,44 @@ def event_f1(
     >>> event_f1([], []), event_f1(ref, [])
     (1.0, 0.0)
     """
+    n_ref, n_est = len(reference), len(estimate)
+    if n_ref == 0 or n_est == 0:
+        if not (evaluate_onset or evaluate_offset):
+            raise ValueError("event_f1: evaluate_onset and evaluate_offset cannot both be False")
+        return 1.0 if n_ref == n_est else 0.0
+    true_positives = event_true_positives(
+        reference,
+        estimate,
+        t_collar=t_collar,
+        percentage_of_length=percentage_of_length,
+        evaluate_onset=evaluate_onset,
+        evaluate_offset=evaluate_offset,
+    )
+    precision, recall = true_positives / n_est, true_positives / n_ref
+    if precision == 0 and recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def event_true_positives(
+    reference: Sequence[Sequence],
+    estimate: Sequence[Sequence],
+    *,
+    t_collar: float = 0.2,
+    percentage_of_length: float = 0.5,
+    evaluate_onset: bool = True,
+    evaluate_offset: bool = True,
+) -> int:
+    """TP of :func:`event_f1`: the size of a maximum one-to-one matching of hits (same hit rule).
+
+    >>> event_true_positives([(1.0, 3.0, "dog"), (5.0, 6.0, "speech")], [(1.1, 3.3, "dog"), (5.0, 6.0, "dog")])
+    1
+    """
     if not (evaluate_onset or evaluate_offset):
         raise ValueError("event_f1: evaluate_onset and evaluate_offset cannot both be False")
     n_ref, n_est = len(reference), len(estimate)
     if n_ref == 0 or n_est == 0:
-        return 1.0 if n_ref == n_est else 0.0
+        return 0
     if n_ref * n_est < _NUMPY_MIN_PAIRS:
         adjacency = _adjacency_python(
             reference, estimate, t_collar, percentage_of_length, evaluate_onset, evaluate_offset
@@ -332,8 +366,4 @@ def event_f1(
         adjacency, n_right = _adjacency_numpy(
             reference, estimate, t_collar, percentage_of_length, evaluate_onset, evaluate_offset
         )
-    true_positives = _max_matching(adjacency, n_right)  # labels never match across, so one graph holds them all
-    precision, recall = true_positives / n_est, true_positives / n_ref
-    if precision == 0 and recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
+    return _max_matching(adjacency, n_right)  # labels never match across, so one graph holds them all

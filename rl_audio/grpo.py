@@ -16,9 +16,8 @@ import rewards as reward_lib
 from .cli import parse_recipe
 from .configs import AudioGRPOConfig
 from .data import render_question
-from .models.loading import load_model
 from .models.prompting import PromptBuilder
-from .runs import load_for_training, load_rows, save_final, setup_logging
+from .runs import load_for_training, load_model_for, load_rows, save_final, setup_logging
 from .trainers.grpo import AudioGRPOTrainer, FusedRewardSlot, GuardedReward
 from .trainers.sft import FreezeRowsCallback
 
@@ -58,14 +57,7 @@ def build_trainer(cfg: AudioGRPOConfig):
     builder.check_fits(max(train["duration"]))  # a clip past the timestamp grid fails now, not mid-run
 
     def reference():
-        ref = load_model(
-            lm.path,
-            timestamps=cfg.timestamp_spec(),
-            dtype=cfg.model_dtype,
-            attn_implementation=cfg.attn_implementation,
-            preset_seed=cfg.preset_seed,
-            cache_audio_features=cfg.cache_audio_features,
-        )
+        ref = load_model_for(cfg, lm.path)
         return ref.model.requires_grad_(False)  # never trained: its encoder output can be cached
 
     trainer = AudioGRPOTrainer(

@@ -91,16 +91,22 @@ def check_run_info(cfg: AudioArguments, path: str, *, training: bool = False) ->
             )
 
 
-def load_for_training(cfg: AudioArguments) -> LoadedModel:
-    lm = load_model(
-        cfg.model_name_or_path,
+def load_model_for(cfg: AudioArguments, path: str | None = None, *, freeze_audio_encoder: bool = False) -> LoadedModel:
+    """`models.load_model` with the recipe's model settings (the model at `path`, default `model_name_or_path`):
+    the one loader of training, the GRPO reference model and evaluation."""
+    return load_model(
+        path or cfg.model_name_or_path,
         timestamps=cfg.timestamp_spec(),
         dtype=cfg.model_dtype,
         attn_implementation=cfg.attn_implementation,
-        freeze_audio_encoder=cfg.freeze_audio_encoder,
+        freeze_audio_encoder=freeze_audio_encoder,
         preset_seed=cfg.preset_seed,
         cache_audio_features=cfg.cache_audio_features,
     )
+
+
+def load_for_training(cfg: AudioArguments) -> LoadedModel:
+    lm = load_model_for(cfg, freeze_audio_encoder=cfg.freeze_audio_encoder)
     check_run_info(cfg, lm.path, training=True)
     _select_trainable(lm, cfg)
     if cfg.use_peft:

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..data import load_audio, render_question
-from ..models.loading import load_model
 from ..models.prompting import PromptBuilder, pad_left
+from ..runs import load_model_for
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +121,7 @@ class ModelGenerator:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        lm = load_model(
-            cfg.model_name_or_path,
-            timestamps=cfg.timestamp_spec(),
-            dtype=cfg.model_dtype,
-            attn_implementation=cfg.attn_implementation,
-            preset_seed=cfg.preset_seed,
-        )
+        lm = load_model_for(cfg)
         self.device = pick_device(cfg.device)
         self.model = lm.model.to(self.device).eval()
         self.adapter, self.path = lm.adapter, lm.path

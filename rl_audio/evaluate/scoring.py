@@ -91,8 +91,8 @@ def event_counts(
 ) -> tuple[int, int, int]:
     """``(TP, N_ref, N_est)`` of one clip under :func:`rewards.temporal.event_f1`'s matching.
 
-    ``event_f1`` returns ``F = 2PR / (P + R) = 2 TP / (N_ref + N_est)``, so ``TP = F (N_ref + N_est) / 2``: the
-    counts that sed_eval accumulates over files for its overall (micro) F come from the same grader as the reward.
+    ``TP`` is the matching that ``event_f1`` scores (:func:`rewards.temporal.event_true_positives`): the counts
+    that sed_eval accumulates over files for its overall (micro) F come from the same grader as the reward.
     Estimates shorter than ``min_duration`` match nothing and stay in ``N_est``
     (:func:`rewards.grounding.scored_event_counts`).
 
