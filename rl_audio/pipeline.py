@@ -83,11 +83,15 @@ def _evaluate(name: str, model: str, out: Path, data: list[str], extra: list[str
     return json.loads((eval_dir / "metrics.json").read_text())
 
 
-def _untrained_args(sft_recipe: str) -> list[str]:
-    """Evaluation settings of the untrained model: the SFT recipe's model, timestamps and answer style."""
+def _recipe(path: str) -> dict:
     import yaml
 
-    recipe = yaml.safe_load((ROOT / sft_recipe).read_text()) or {}
+    return yaml.safe_load((ROOT / path).read_text()) or {}
+
+
+def _untrained_args(sft_recipe: str) -> list[str]:
+    """Evaluation settings of the untrained model: the SFT recipe's model, timestamps and answer style."""
+    recipe = _recipe(sft_recipe)
     keys = ("timestamp_mode", "timestamp_granularity", "answer_style", "preset_seed")
     return [arg for k in keys if k in recipe for arg in (f"--{k}", str(recipe[k]))]
 
@@ -108,9 +112,10 @@ def main(argv: list[str] | None = None) -> None:
         a.clips = a.clips or QUICK["clips"]
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     out = Path(a.out)
-    data = ["--data_dir", str(out / "data")]  # one data set for every stage
-    if a.clips:
-        data += ["--default_data_clips", str(a.clips)]
+    # One data set for every stage: the same folder and the same size (the SFT recipe's unless --clips is given),
+    # passed to evaluation too, whose own default size differs.
+    clips = a.clips or _recipe(a.sft_recipe).get("default_data_clips")
+    data = ["--data_dir", str(out / "data")] + (["--default_data_clips", str(clips)] if clips else [])
     sft_final, grpo_final = out / "sft" / "final", out / "grpo" / "final"
     times = {}
     if a.force or not (sft_final / "rl_audio.json").exists():

@@ -141,8 +141,8 @@ def row2(layout: Layout, s: Settings, selection: dict) -> list[str]:
         "",
         "GRPO from the best SFT variant of row 1, chosen by mean validation mIoU over seeds "
         f"(validation mIoU: {json.dumps({k: round(v * 100, 1) for k, v in selection.get('val_mIoU', {}).items()})}"
-        f"; chosen: **{selection.get('variant', '-')}**). Event F1: the `eb_f1` reward (collar 0.2 s) averaged over "
-        "the positive test queries. Fused groups: fraction of groups per step where Var(event F1) < 1e-6 and the "
+        f"; chosen: **{selection.get('variant', '-')}**). Event F1: the `eb_f1` reward (pure 0.2 s collar, windows "
+        "under 0.1 s earn nothing) averaged over the positive test queries. Fused groups: fraction of groups per step where Var(event F1) < 1e-6 and the "
         "reward became event F1 x mIoU, averaged over steps; zero-variance groups: TRL's `frac_reward_zero_std`, "
         "groups whose final reward had no variance and so gave no gradient; restored: fused groups whose fused reward "
         "had variance (fused minus zero-variance). A fused group whose event F1 is 0 for every completion stays at "
@@ -303,10 +303,16 @@ def write(path: Path, layout: Layout, s: Settings, rows: list[int], meta: dict) 
         f"- Command: `{meta['command']}`",
         f"- Machine: {m['cpu']}, {m['nproc']} cores, {m['memory']} RAM; `{m['uname']}`",
         f"- Parallel training processes: {meta['jobs']}, one thread each (`OMP_NUM_THREADS=1`)",
-        f"- Model: `{s.preset}` ({meta['family']}), {meta['parameters'] / 1e6:.2f} M parameters, random "
-        "initialisation per seed (`rl_audio.models.presets`, built from a config"
+        f"- Model: `{s.preset}` ({meta['family']}), {meta['parameters'] / 1e6:.2f} M parameters, built from a "
+        "config (`rl_audio.models.presets`); audio encoder: "
+        + meta.get("encoder", "random")
         + ("; encoder convolutions He-initialised, `benchmarks/replicate/models.py`" if meta.get("he_init") else "")
-        + "), full fine-tuning of every parameter",
+        + "; the rest randomly initialised per seed; "
+        + (
+            "the encoder frozen (as in all three papers), every other parameter trained"
+            if s.freeze_encoder
+            else "full fine-tuning of every parameter"
+        ),
         f"- Base model (stand-in for a pretrained audio LM): {s.base_steps} steps, batch {s.batch}, lr {s.base_lr:g}, "
         "no timestamps, on the `base` split (same clip lengths, 1-2 s events); each seed has its own base model",
         f"- Seeds: {', '.join(map(str, s.seeds))} (initialisation, base model and data order; the data set is fixed)",

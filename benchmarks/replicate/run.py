@@ -45,6 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--rows", default="1,2,3,4", help="Comma-separated rows of the study to run.")
     p.add_argument("--variants", default="", help="Comma-separated SFT variants to run (default: all of the rows').")
+    p.add_argument(
+        "--preset", default=None, help="Model preset (default: mini-qwen2-audio; quick: tiny-qwen2.5-omni)."
+    )
     p.add_argument("--sft-steps", type=int, default=None, help="SFT steps of every variant (default: 300).")
     p.add_argument("--grpo-lr", type=float, default=None, help="GRPO learning rate (default: 3e-4).")
     p.add_argument("--dry-run", action="store_true", help="List the runs and the estimated wall time; run nothing.")
@@ -69,6 +72,8 @@ def settings(a: argparse.Namespace) -> plan.Settings:
     steps = {} if a.sft_steps is None else {"sft_steps": a.sft_steps, "neg_steps": a.sft_steps}
     if a.grpo_lr is not None:
         steps["grpo_lr"] = a.grpo_lr
+    if a.preset is not None:
+        steps.update(preset=a.preset, freeze_encoder=None)  # re-derived from the new preset
     return dataclasses.replace(s, only=only, **steps)
 
 
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{job.name:24s} ~{job.cost / 60:5.1f} min" + (f"  after {len(job.deps)} runs" if job.deps else ""))
         wall = study.estimate_wall(jobs, a.jobs)
         print(f"{len(jobs)} runs; estimated wall time with --jobs {a.jobs}: {wall / 60:.0f} min "
-              f"(step times in study.STEP_SECONDS, measured on the 2-core CPU)")  # fmt: skip
+              f"(step times in study.STEP_SECONDS)")  # fmt: skip
         return 0
     data = niah.build(out / "data", s.data)
     checkpoints = {seed: models.checkpoint(s.preset, out, seed) for seed in s.seeds}
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "family": json.loads((Path(checkpoints[s.seeds[0]]) / "config.json").read_text())["model_type"],
         "parameters": models.parameter_count(checkpoints[s.seeds[0]]),
         "he_init": s.preset in models.STUDY_PRESETS,
+        "encoder": models.encoder_kind(s.preset),
         "data": niah.describe(data),
         "wall_seconds": time.time() - t0,
         "skipped_stages": done_before,

@@ -16,9 +16,13 @@ from plan import GRPO_RUNS, ROWS, VARIANTS, Job, Settings, Stage, python_m
 STEP_SECONDS = {
     "study-omni-xs": {"base": 0.55, "none": 0.57, "text1": 0.63, "text2": 0.6, "text0.2": 1.0, "tokens_sem": 0.78,
                       "tokens_rand": 0.78, "neg": 0.63, "noneg": 0.63, "grpo": 2.35},
+    # Estimated before the study from the pipeline's cached step (0.4 s with 2 threads) and first-epoch encoding;
+    # the study's own per-run times are in docs/results.md.
+    "mini-qwen2-audio": {"base": 0.8, "none": 0.75, "text1": 0.8, "text2": 0.78, "text0.2": 1.1, "tokens_sem": 0.9,
+                         "tokens_rand": 0.9, "neg": 0.8, "noneg": 0.8, "grpo": 2.5},
     "tiny-qwen2.5-omni": {"default": 0.3, "grpo": 1.0},
 }  # fmt: skip
-EVAL_SECONDS_PER_ROW = {"study-omni-xs": 0.03, "tiny-qwen2.5-omni": 0.03}
+EVAL_SECONDS_PER_ROW = {"study-omni-xs": 0.03, "mini-qwen2-audio": 0.06, "tiny-qwen2.5-omni": 0.03}
 STARTUP_SECONDS = 12.0  # importing torch/transformers/trl and loading the model, per subprocess
 
 
@@ -57,6 +61,7 @@ def _sft_cmd(s: Settings, model: str, args, train: str, tasks, out: Path, steps:
         "--learning_rate", str(lr), "--lr_scheduler_type", "cosine", "--warmup_steps", str(s.warmup),
         "--weight_decay", "0.0", "--logging_steps", "10", *(["--save_strategy", "no"] if s.quick else saving),
         "--report_to", "none", "--bf16", "false", "--seed", str(seed), "--data_seed", str(seed),
+        "--freeze_audio_encoder", str(s.freeze_encoder).lower(),
     )  # fmt: skip
 
 
@@ -139,6 +144,7 @@ def grpo_stages(layout: Layout, s: Settings, name: str, seed: int, selection: di
         "--max_completion_length", str(s.max_completion_length), "--temperature", str(s.grpo_temperature),
         "--beta", str(s.grpo_beta), "--logging_steps", "1", *saving, "--save_total_limit", "1",
         "--report_to", "none", "--bf16", "false", "--seed", str(seed),
+        "--freeze_audio_encoder", str(s.freeze_encoder).lower(),
     )  # fmt: skip
     evals = ("test/grounding", "shifted/grounding")
     return [

@@ -29,7 +29,8 @@ def read_metrics(run: Path, manifest: str | None) -> dict | None:
 
 
 def grounding_event_f1(run: Path, manifest_name: str, manifest_path: str) -> float | None:
-    """Mean event-based F1 (collar 0.2 s, the ``eb_f1`` reward GRPO trains on) over the positive grounding rows."""
+    """Mean event-based F1 over the positive grounding rows: the ``eb_f1`` reward with the settings GRPO trains on
+    (a pure 0.2 s collar, plan.EB_F1_KWARGS; windows under 0.1 s earn nothing)."""
     path = run / "eval" / "predictions.jsonl"
     if not path.exists():
         return None
@@ -43,7 +44,7 @@ def grounding_event_f1(run: Path, manifest_name: str, manifest_path: str) -> flo
             picked.append(row)
     if not picked:
         return None
-    scores = rewards.get("eb_f1")(
+    scores = rewards.get("eb_f1", t_collar=0.2, percentage_of_length=0.0)(
         texts,
         task=[r["task"] for r in picked],
         windows=[r["windows"] for r in picked],

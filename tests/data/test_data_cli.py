@@ -123,6 +123,9 @@ def test_default_dataset_is_cached(tmp_path):
     stamp = paths["train"].stat().st_mtime_ns
     assert build_default_dataset(tmp_path, **kwargs) == paths
     assert paths["train"].stat().st_mtime_ns == stamp, "same parameters must not rebuild"
-    build_default_dataset(tmp_path, **{**kwargs, "num_train": 2})
+    with pytest.raises(ValueError, match=r"params\.json.*train\.num_clips: 3 -> 2"):
+        build_default_dataset(tmp_path, **{**kwargs, "num_train": 2})  # would replace the clips a run trained on
+    assert paths["train"].stat().st_mtime_ns == stamp and len(load_manifest(paths["train"])) == 9
+    build_default_dataset(tmp_path, **{**kwargs, "num_train": 2}, rebuild=True)
     assert len({r["audio"] for r in load_manifest(paths["train"])}) == 2
     assert len(list((tmp_path / "train" / "audio").glob("*.wav"))) == 2  # stale clips removed
