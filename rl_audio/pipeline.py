@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(a.out)
     # One data set for every stage: the same folder and the same size (the SFT recipe's unless --clips is given),
     # passed to evaluation too, whose own default size differs.
-    clips = a.clips or _recipe(a.sft_recipe).get("default_data_clips")
-    data = ["--data_dir", str(out / "data")] + (["--default_data_clips", str(clips)] if clips else [])
+    from .configs import AudioArguments
+
+    clips = a.clips or _recipe(a.sft_recipe).get("default_data_clips") or AudioArguments.default_data_clips
+    data = ["--data_dir", str(out / "data"), "--default_data_clips", str(clips)]
     sft_final, grpo_final = out / "sft" / "final", out / "grpo" / "final"
     times = {}
     if a.force or not (sft_final / "rl_audio.json").exists():

@@ -65,8 +65,8 @@ def encoder_kind(name: str) -> str:
     """How the preset's audio encoder is initialised: pretrained weights, or random (He init for study presets)."""
     spec = STUDY_PRESETS.get(name) or PRESETS.get(name)
     if spec is not None and spec.pretrained_encoder:
-        return f"pretrained ({spec.encoder}), frozen"
-    return f"random, He-normal x {CONV_GAIN} convolutions" if name in STUDY_PRESETS else "random (preset init)"
+        return f"pretrained ({spec.encoder})"
+    return "random"
 
 
 def parameter_count(path: str | Path) -> int:

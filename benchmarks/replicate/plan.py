@@ -84,7 +84,8 @@ ROWS: dict[int, tuple[str, ...]] = {
 }
 # TimePro-RL §3.1's 0.2 s boundary tolerance as a pure collar (recipes/timepro.yaml); windows under 0.1 s earn
 # nothing (the rewards' default, docs/rewards.md "Degenerate windows").
-EB_F1_KWARGS = ("--reward_kwargs", "{eb_f1: {t_collar: 0.2, percentage_of_length: 0.0}}")
+EB_F1_SETTINGS = {"t_collar": 0.2, "percentage_of_length": 0.0}  # tables.py scores test answers with the same
+EB_F1_KWARGS = ("--reward_kwargs", json.dumps({"eb_f1": EB_F1_SETTINGS}))
 GRPO_RUNS = {
     "grpo_ebf1": ("GRPO, event F1 alone", ("--rewards", "[eb_f1]", "--reward_weights", "[1.0]", *EB_F1_KWARGS)),
     "grpo_fused": (

@@ -8,6 +8,8 @@ import re
 import statistics
 from pathlib import Path
 
+from plan import EB_F1_SETTINGS
+
 import rewards
 from rl_audio.data import load_manifest
 
@@ -44,7 +46,7 @@ def grounding_event_f1(run: Path, manifest_name: str, manifest_path: str) -> flo
             picked.append(row)
     if not picked:
         return None
-    scores = rewards.get("eb_f1", t_collar=0.2, percentage_of_length=0.0)(
+    scores = rewards.get("eb_f1", **EB_F1_SETTINGS)(
         texts,
         task=[r["task"] for r in picked],
         windows=[r["windows"] for r in picked],

@@ -90,7 +90,6 @@ def _add_others(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int, default=512)
     p.add_argument("--num-test", type=int, default=64)
-    p.add_argument("--rebuild", action="store_true", help="replace a dataset in OUT built with other parameters")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,12 +164,7 @@ def _validate(args) -> tuple[list[dict], dict]:
 
 def _default(args) -> tuple[list[dict], dict]:
     paths = build_default_dataset(
-        args.out,
-        seed=args.seed,
-        num_train=args.num_train,
-        num_test=args.num_test,
-        progress=not args.quiet,
-        rebuild=args.rebuild,
+        args.out, seed=args.seed, num_train=args.num_train, num_test=args.num_test, progress=not args.quiet
     )
     for split, path in paths.items():
         logger.info("%s: %s", split, path)

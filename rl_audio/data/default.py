@@ -58,7 +58,6 @@ def build_default_dataset(
     min_len: float = 5.0,
     max_len: float = 8.0,
     progress: bool = True,
-    rebuild: bool = False,
     **overrides,
 ) -> dict[str, Path]:
     """Build (or reuse) the default synthetic dataset and return ``{"train": manifest, "test": manifest}``.
@@ -69,9 +68,6 @@ def build_default_dataset(
         num_train, num_test: clips per split (each clip yields a grounding row and an existence row for its event,
             and an existence row for an absent query).
         min_len, max_len: clip length range in seconds.
-        rebuild: replace a dataset that ``out_dir`` holds with other parameters (by default that is an error, so
-            that a stage run with other sizes cannot swap the clips another stage trained on). A dataset of an
-            older generator version is always rebuilt.
         overrides: further :class:`SynthConfig` fields for both splits (e.g. ``sed_rows=True``).
     """
     out_dir = Path(out_dir)
@@ -89,25 +85,13 @@ def build_default_dataset(
         if cached == params:
             logger.info("reusing the default dataset in %s", out_dir)
             return paths
-        if isinstance(cached, dict) and cached.get("version") == GENERATOR_VERSION and not rebuild:
-            # Same generator, other sizes or settings: rebuilding would replace the clips a run may have trained
-            # on (an evaluation with another clip count must not silently swap the training set).
-            changed = sorted(
-                f"{split}.{k}: {cached.get(split, {}).get(k)!r} -> {v!r}"
-                for split in SPLITS
-                for k, v in params[split].items()
-                if cached.get(split, {}).get(k) != v
-            )
-            raise ValueError(
-                f"{params_path}: the default dataset there was built with other parameters ({'; '.join(changed)}). "
-                "Pass the same sizes (e.g. the same --default_data_clips for every stage), another data_dir, "
-                "or delete the folder to rebuild it."
-            )
-        if isinstance(cached, dict) and cached.get("version") != GENERATOR_VERSION:
-            logger.warning(
-                "%s: built by generator version %s; rebuilding with version %d", params_path, cached.get("version"),
-                GENERATOR_VERSION,
-            )  # fmt: skip
+        # Rebuilt, not an error: the data are generated from the seed, so nothing is lost. Said loudly, because
+        # a stage run with other sizes on the same folder swaps the clips another stage used (pass every stage
+        # the same default_data_clips, as rl_audio.pipeline does).
+        logger.warning(
+            "%s holds a default dataset built with other parameters or generator version; rebuilding it with %s",
+            out_dir, {split: params[split]["num_clips"] for split in SPLITS},
+        )  # fmt: skip
     params_path.unlink(missing_ok=True)  # a build that stops halfway must not look complete
     for split, config in configs.items():
         shutil.rmtree(out_dir / split / "audio", ignore_errors=True)  # no stale clips from other parameters

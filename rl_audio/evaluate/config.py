@@ -60,6 +60,13 @@ class AudioEvalConfig(AudioArguments):
         default=0.5,
         metadata={"help": "Offset tolerance as a fraction of the reference length (sed_eval default 0.5; DESED 0.2)."},
     )
+    min_duration: float = field(
+        default=0.1,
+        metadata={
+            "help": "Predicted windows/events shorter than this (seconds) earn no IoU or event-F1 credit, as in the "
+            "rewards (rewards.grounding.MIN_DURATION); 0 gives the paper-literal metrics."
+        },
+    )
     qa_group_by: list[str] = field(
         default_factory=lambda: ["domain", "category"],
         metadata={"help": "Row meta keys whose values split QA accuracy (MMAU: domain sound/music/speech, category)."},
@@ -97,6 +104,8 @@ class AudioEvalConfig(AudioArguments):
             raise ValueError(f"sed_percentage_of_length must be in [0, 1], got {self.sed_percentage_of_length}")
         if not (math.isfinite(self.t_collar) and self.t_collar >= 0):
             raise ValueError(f"t_collar must be >= 0, got {self.t_collar}")
+        if not (math.isfinite(self.min_duration) and self.min_duration >= 0):
+            raise ValueError(f"min_duration must be >= 0, got {self.min_duration}")
         if self.num_plot_examples < 0:
             raise ValueError(f"num_plot_examples must be >= 0, got {self.num_plot_examples}")
 

@@ -327,3 +327,16 @@ def test_per_manifest_breakdown(cfg):
     assert m["per_manifest"]["m1"]["grounding"]["mIoU"] == 1.0
     assert m["per_manifest"]["m2"]["grounding"]["mIoU"] == 0.0
     assert all(math.isfinite(v) for v in m["grounding"].values() if isinstance(v, float))
+
+
+def test_min_duration_setting_reaches_event_f1(cfg):
+    # '{"a dog barking": [1.3, 1.3]}' for the event [1.2, 1.5]: with the 0.2 s collar a zero-length event matches it
+    # under the paper-literal setting (min_duration 0) and matches nothing by default (0.1 s).
+    event = {"onset": 1.2, "offset": 1.5, "label": "a dog barking"}
+    rows = [make_row("s1", "sed", events=[event])]
+    answers = ['{"a dog barking": [1.3, 1.3]}']
+    default, literal = _metrics(rows, answers, cfg()), _metrics(rows, answers, cfg(min_duration=0.0))
+    assert default["sed"]["eb_f1"] == 0.0
+    assert literal["sed"]["eb_f1"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="min_duration"):
+        cfg(min_duration=-0.1)
