@@ -109,6 +109,32 @@ def _cpu_precision(cfg) -> None:
         cfg.ddp_backend = "gloo"
 
 
+# Options of TRL's configs that rl_audio's trainers do not honour: (key, value that is safe, why another is refused).
+# Accepting them would train something other than what the recipe says, silently, so they fail at parse time.
+SFT_REFUSED: tuple[tuple[str, object, str], ...] = (
+    ("packing", False, "AudioSFTTrainer batches whole rows with their audio; packed sequences would split clips"),
+    ("padding_free", False, "the audio collator pads each batch; TRL's padding-free path drops the audio inputs"),
+    ("loss_type", "nll", "AudioSFTTrainer computes the NLL of the target tokens itself (no DFT or other loss)"),
+    ("label_smoothing_factor", 0.0, "AudioSFTTrainer computes its own loss and applies no label smoothing"),
+)
+GRPO_REFUSED: tuple[tuple[str, object, str], ...] = (
+    ("use_vllm", False, "rl_audio does not pass audio to vLLM rollouts, so they would be generated without audio"),
+    (
+        "use_transformers_continuous_batching",
+        False,
+        "TRL's continuous-batching generation receives only the generation config, so the rollouts would be "
+        "generated without audio while the log-prob passes use it",
+    ),
+)
+
+
+def _refuse(cfg, table) -> None:
+    for key, safe, why in table:
+        value = getattr(cfg, key, safe)
+        if value != safe:
+            raise ValueError(f"{key}: {value!r} is not supported: {why}. Set {key}: {safe!r} (or leave it out).")
+
+
 def _check_training_args(cfg) -> None:
     cfg.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
     _cpu_precision(cfg)
@@ -122,6 +148,7 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
     def __post_init__(self):
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False
+        _refuse(self, SFT_REFUSED)
         _check_training_args(self)
         super().__post_init__()
 
@@ -157,5 +184,6 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
     save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})
 
     def __post_init__(self):
+        _refuse(self, GRPO_REFUSED)
         _check_training_args(self)
         super().__post_init__()

@@ -205,3 +205,21 @@ def test_accelerate_configs_load(name):
         assert ds["zero3_init_flag"] is False and ds["zero3_save_16bit_model"] is True
     if name == "multi_node.example":
         assert cfg.num_machines > 1 and cfg.num_processes % cfg.num_machines == 0
+
+
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "reason"),
+    [
+        (AudioGRPOConfig, "use_transformers_continuous_batching", "true", "generated without audio"),
+        (AudioGRPOConfig, "use_vllm", "true", "generated without audio"),
+        (AudioSFTConfig, "packing", "true", "split clips"),
+        (AudioSFTConfig, "padding_free", "true", "drops the audio"),
+        (AudioSFTConfig, "loss_type", "dft", "no DFT"),
+        (AudioSFTConfig, "label_smoothing_factor", "0.1", "no label smoothing"),
+    ],
+)
+def test_options_that_would_train_wrong_are_refused_at_parse_time(tmp_path, cls, key, value, reason):
+    argv = ["--output_dir", str(tmp_path), "--bf16", "false", f"--{key}", value]
+    with pytest.raises(RecipeError, match=rf"{key}: .* is not supported: .*{reason}.*Set {key}: "):
+        parse_recipe(cls, argv)
+    parse_recipe(cls, argv[:-2])  # the same recipe without the option parses
