@@ -159,13 +159,26 @@ class RewardFunction:
                         f"({n}), got {type(columns[column]).__name__}"
                     )
 
+    def implied_task(self, columns: dict[str, Any]) -> str:
+        """The task of every row of a dataset without a ``task`` column: the first of ``self.tasks`` whose columns
+        are all there (``miou`` on a dataset with ``windows`` scores grounding; ``timestamp_compaction``, which reads
+        no column, scores completions alone). Build the reward with ``tasks=[...]`` to choose another."""
+        for task in self.tasks:
+            if all(column in columns for column in self.required_columns.get(task, ())):
+                return task
+        needs = {task: list(self.required_columns.get(task, ())) for task in self.tasks}
+        raise RewardConfigError(
+            f"reward {self.__name__!r}: the dataset has no 'task' column and lacks the columns of every task the "
+            f"reward scores ({needs}); columns given: {sorted(columns)}"
+        )
+
     def _texts_and_tasks(self, completions: Sequence[Any], columns: dict[str, Any]) -> tuple[list[str], list[Any]]:
         """Completion texts and row tasks, after checking that the columns the batch's tasks need are there."""
         texts = [completion_text(completion) for completion in completions]
         if "task" not in columns:
-            raise RewardConfigError(
-                f"reward {self.__name__!r} needs dataset column 'task'; columns given: {sorted(columns)}"
-            )
+            task = self.implied_task(columns)
+            self._check_columns(columns, {task}, len(texts))
+            return texts, [task] * len(texts)
         tasks = list(columns["task"])
         if len(tasks) != len(texts):
             raise RewardConfigError(

@@ -159,8 +159,8 @@ def test_rows_of_other_tasks_get_none():
 def test_missing_column_names_reward_and_column():
     with pytest.raises(RewardConfigError, match=r"'eb_f1'.*'windows'"):
         eb_f1(["From 1 seconds to 2 seconds."], task=["grounding"])
-    with pytest.raises(RewardConfigError, match=r"'existence'.*'task'"):
-        existence(["Yes."], exists=[True])
+    with pytest.raises(RewardConfigError, match=r"'existence'.*no 'task' column.*'exists'"):
+        existence(["Yes."], answer=["(a)"])  # no task column (the reward's own task then) and no `exists`
     with pytest.raises(RewardConfigError, match=r"'answer_correctness'.*'answer'"):
         answer_correctness(["(a)"], task=["qa"])
 
