@@ -223,3 +223,14 @@ def test_options_that_would_train_wrong_are_refused_at_parse_time(tmp_path, cls,
     with pytest.raises(RecipeError, match=rf"{key}: .* is not supported: .*{reason}.*Set {key}: "):
         parse_recipe(cls, argv)
     parse_recipe(cls, argv[:-2])  # the same recipe without the option parses
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=rel)
+def test_recipe_reports_only_to_installed_backends(path):
+    # transformers fails after the model is loaded when a report_to backend is missing; none is a dependency
+    import importlib.util
+
+    report_to = (yaml.safe_load(path.read_text()) or {}).get("report_to", "none")
+    backends = [report_to] if isinstance(report_to, str) else list(report_to)
+    missing = [b for b in backends if b not in ("none", "all") and importlib.util.find_spec(b) is None]
+    assert not missing, f"{rel(path)}: report_to {missing} is not installed by rl_audio's dependencies"
