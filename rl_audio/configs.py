@@ -93,6 +93,18 @@ class AudioArguments:
     def timestamp_spec(self) -> TimestampSpec:
         return TimestampSpec(**{key: getattr(self, attr) for key, attr in SPEC_KEYS.items()})
 
+    def check_choices(self) -> None:
+        """Fields with a fixed set of values fail at parse time, not at the first batch (a typo such as
+        ``answer_style: spotsund`` would otherwise pass loading and fail in ``trainer.train()``)."""
+        from .data.manifest import TASKS
+        from .data.templates import STYLES
+
+        if self.answer_style is not None and self.answer_style not in STYLES:  # None: evaluation reads it later
+            raise ValueError(f"answer_style: {self.answer_style!r} is not one of {sorted(STYLES)}")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"tasks: unknown {unknown}; valid tasks: {', '.join(TASKS)}")
+
 
 def _cpu_precision(cfg) -> None:
     """TRL defaults to bf16, which stops on a machine without an accelerator; fall back to float32 there."""
@@ -136,7 +148,8 @@ def _refuse(cfg, table) -> None:
 
 
 def _check_training_args(cfg) -> None:
-    cfg.timestamp_spec()  # a bad timestamp setting is a recipe error, not a failure at the first batch
+    cfg.check_choices()  # a bad choice or timestamp setting is a recipe error, not a failure at the first batch
+    cfg.timestamp_spec()
     _cpu_precision(cfg)
 
 

@@ -92,6 +92,7 @@ class AudioEvalConfig(AudioArguments):
     plot_seed: int = field(default=0, metadata={"help": "Which examples are drawn."})
 
     def __post_init__(self):
+        self.check_choices()
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_new_tokens < 1:

@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from ..data import TASKS, load_manifest_with_report
+from ..data import load_manifest_with_report
 from ..runs import manifests_for
 from .behaviour import behaviour_scores
 from .config import AudioEvalConfig, resolve_from_checkpoint
@@ -44,9 +44,7 @@ def _manifest_names(paths: list[str]) -> list[str]:
 
 def load_eval_rows(cfg: AudioEvalConfig) -> tuple[list[dict], dict[str, str], list[str]]:
     """Rows of the evaluation manifests (filtered to ``cfg.tasks``), the manifest name of each id, the paths."""
-    unknown = sorted(set(cfg.tasks) - set(TASKS))
-    if unknown:
-        raise ValueError(f"tasks: unknown {unknown}; valid tasks: {', '.join(TASKS)}")
+    cfg.check_choices()  # also run by AudioEvalConfig; again here for a config changed after construction
     paths = manifests_for(cfg, "eval")
     rows, manifest_of = [], {}
     for path, name in zip(paths, _manifest_names(paths)):

@@ -234,3 +234,16 @@ def test_recipe_reports_only_to_installed_backends(path):
     backends = [report_to] if isinstance(report_to, str) else list(report_to)
     missing = [b for b in backends if b not in ("none", "all") and importlib.util.find_spec(b) is None]
     assert not missing, f"{rel(path)}: report_to {missing} is not installed by rl_audio's dependencies"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("answer_style", "spotsund", "answer_style: 'spotsund' is not one of"),
+        ("tasks", "[grounding, groundng]", r"tasks: unknown \['groundng'\]"),
+    ],
+)
+@pytest.mark.parametrize("cls", [AudioSFTConfig, AudioGRPOConfig], ids=lambda c: c.__name__)
+def test_a_typo_in_a_choice_fails_at_parse_time(tmp_path, cls, key, value, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe(cls, ["--output_dir", str(tmp_path), "--bf16", "false", f"--{key}", value])
