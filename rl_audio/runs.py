@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -29,6 +30,15 @@ def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
     """The recipe's manifests for `split` ('train' or 'eval'); the embedded default data set when none are given."""
     given = cfg.train_manifests if split == "train" else cfg.eval_manifests
     if given:
+        key = "train_manifests" if split == "train" else "eval_manifests"
+        missing = [str(p) for p in given if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"{key}: {', '.join(missing)} not found (relative paths are read from {os.getcwd()}). Build a "
+                "manifest with `python -m rl_audio.data {synth,sta,negatives,validate,default} --help` or a "
+                f"converter (`python -m rl_audio.converters --help`; docs/data.md), or set {key} to yours; leave "
+                f"{key} empty to use the embedded default data."
+            )
         return list(given)
     from .data import build_default_dataset
 

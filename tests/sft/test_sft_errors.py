@@ -47,6 +47,15 @@ def test_recipe_naming_a_missing_model_path(tmp_path, default_data_args):
     assert not out.exists() or not any(out.iterdir())  # stopped before training wrote anything
 
 
+def test_a_missing_manifest_names_the_key_and_what_builds_one(tmp_path):
+    missing = tmp_path / "data" / "sta" / "train.jsonl"
+    with pytest.raises(FileNotFoundError) as err:
+        build_trainer(cfg_for(tmp_path, "--train_manifests", f"[{missing}]"))
+    message = str(err.value)
+    assert message.startswith(f"train_manifests: {missing} not found")
+    assert "python -m rl_audio.data" in message and "leave train_manifests empty" in message
+
+
 def test_invalid_manifest_rows_name_file_line_and_field(tmp_path, write_wav):
     write_wav("clip.wav", 3.0)
     manifest = write_manifest(
