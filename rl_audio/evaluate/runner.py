@@ -47,9 +47,7 @@ def load_eval_rows(cfg: AudioEvalConfig) -> tuple[list[dict], dict[str, str], li
     cfg.check_choices()  # also run by AudioEvalConfig; again here for a config changed after construction
     paths = manifests_for(cfg, "eval")
     rows, manifest_of = [], {}
-    for path, name in zip(paths, _manifest_names(paths)):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"eval manifest {path} does not exist (eval_manifests in the recipe)")
+    for path, name in zip(paths, _manifest_names(paths)):  # manifests_for has checked that every path exists
         loaded, _ = load_manifest_with_report(path, skip_invalid=cfg.skip_invalid)
         missing_audio = 0
         for row in loaded:

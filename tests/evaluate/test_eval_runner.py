@@ -289,7 +289,7 @@ def test_recipe_keys_are_strict(tmp_path):
 
 
 def test_bad_inputs_are_named(cfg, default_test_manifest, tmp_path):
-    with pytest.raises(FileNotFoundError, match="eval manifest .*missing.jsonl does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"eval_manifests: .*missing.jsonl not found.*python -m rl_audio.data"):
         run_evaluation(cfg(eval_manifests=[str(tmp_path / "missing.jsonl")]), generator=ScriptedGenerator(_answer))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
