@@ -247,3 +247,8 @@ def test_recipe_reports_only_to_installed_backends(path):
 def test_a_typo_in_a_choice_fails_at_parse_time(tmp_path, cls, key, value, message):
     with pytest.raises(RecipeError, match=message):
         parse_recipe(cls, ["--output_dir", str(tmp_path), "--bf16", "false", f"--{key}", value])
+
+
+def test_tgsr_averages_the_loss_per_trajectory_as_eq_6_does(tmp_path):
+    cfg = parse_recipe(AudioGRPOConfig, [str(ROOT / "recipes" / "tgsr.yaml"), "--output_dir", str(tmp_path)])
+    assert cfg.loss_type == "grpo"  # TGSR eq. 6: 1/G sum_i 1/|tau_i| sum_t; TRL's default dapo is token-level
