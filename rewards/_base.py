@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from .parsing import Event, _valid_duration
 
@@ -123,8 +124,10 @@ class RewardFunction:
     """
 
     __name__ = "reward"
-    default_tasks: tuple[str, ...] = ()
-    required_columns: dict[str, tuple[str, ...]] = {}
+    default_tasks: ClassVar[tuple[str, ...]] = ()
+    required_columns: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+        {}
+    )  # read-only; subclasses set theirs
     low, high = 0.0, 1.0
 
     def __init__(self, *, name: str | None = None, tasks: Sequence[str] | None = None):

@@ -131,7 +131,8 @@ def _load_lora_checkpoint(
 
     from peft import PeftModel
 
-    base_path = json.loads(open(os.path.join(path, "adapter_config.json")).read())["base_model_name_or_path"]
+    with open(os.path.join(path, "adapter_config.json")) as f:
+        base_path = json.load(f)["base_model_name_or_path"]
     base = load_model(
         base_path,
         timestamps=timestamps,

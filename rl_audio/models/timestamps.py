@@ -112,7 +112,7 @@ class TimestampLayout:
         return ids
 
 
-def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec, language_model_embed=None) -> list[int]:
+def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec) -> list[int]:
     """Add the grid tokens to the tokenizer and initialise their embedding (and untied lm_head) rows.
 
     Idempotent: a checkpoint that already has the tokens (an rl_audio SFT output) keeps its trained rows.
