@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         rows, skipped = COMMANDS[args.command](args)
-    except (ManifestError, NegativeError, TranscriptError, ValueError) as err:
+    except (ManifestError, NegativeError, TranscriptError, ValueError, FileNotFoundError) as err:
         logger.error("%s", err)
         return 1
     summary = summarize(rows, skipped)

@@ -66,7 +66,7 @@ class ManifestError(ValueError):
         self.field = error.field
         self.reason = error.reason
         self.kind = error.kind
-        super().__init__(f"{self.path}:{line}: {error}")
+        super().__init__(f"{self.path}:{line}: {error}" if line else f"{self.path}: {error}")
 
 
 def _number(value, field: str) -> float:
@@ -304,14 +304,19 @@ def load_manifest_with_report(
     base = os.path.dirname(os.path.abspath(path))
     report = SkipReport(path=str(path))
     rows, first_line = [], {}
-    with open(path, encoding="utf-8") as handle:
+    if not os.path.isfile(path):
+        what = "is a directory, not a manifest file" if os.path.isdir(path) else "not found"
+        raise FileNotFoundError(f"manifest {path}: {what}")
+    with open(path, "rb") as handle:  # bytes: a line that is not UTF-8 is that line's error, not the file's
         lines = list(enumerate(handle, start=1))
+    if not any(line.strip() for _, line in lines):
+        raise ManifestError(path, 0, RowError(None, "the manifest has no rows (empty file)", "empty"))
     for number, line in tqdm(lines, desc=f"validate {os.path.basename(path)}", disable=not progress):
         if not line.strip():
             continue
         report.total += 1
         try:
-            row = _parse_line(line, number, first_line, base, duration_tolerance)
+            row = _parse_line(_decode(line, number), number, first_line, base, duration_tolerance)
             if mode:
                 _check_audio(row, mode, audio_duration_tolerance)
         except RowError as err:
@@ -328,12 +333,61 @@ def load_manifest_with_report(
     return rows, report
 
 
+def _decode(line: bytes, number: int) -> str:
+    try:
+        return line.decode("utf-8-sig" if number == 1 else "utf-8")  # a UTF-8 byte-order mark is accepted
+    except UnicodeDecodeError as err:
+        raise RowError(
+            None, f"not UTF-8 text (byte 0x{line[err.start]:02x} at column {err.start + 1})", "bad_encoding"
+        ) from None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """JSON objects keep the last of two equal keys; in a manifest that silently relabels a row."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise RowError(key, "appears twice on this line (JSON keeps the last value silently)", "repeated_key")
+        out[key] = value
+    return out
+
+
+def _huge_number_field(raw, key: str | None = None) -> str | None:
+    """The top-level field holding an integer beyond float range (the cause of an OverflowError)."""
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            found = _huge_number_field(v, k if key is None else key)
+            if found:
+                return found
+    elif isinstance(raw, list):
+        for v in raw:
+            found = _huge_number_field(v, key)
+            if found:
+                return found
+    elif isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) > 2**1023:
+        return key
+    return None
+
+
 def _parse_line(line: str, number: int, first_line: dict, base: str, duration_tolerance: float) -> dict:
     try:
-        raw = json.loads(line)
+        raw = json.loads(line, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise RowError(None, f"malformed JSON ({err.msg} at column {err.colno})", "malformed_json") from err
-    row = validate_row(raw, duration_tolerance=duration_tolerance)
+    except RowError:
+        raise
+    except RecursionError:
+        raise RowError(None, "JSON nested too deeply", "too_deep") from None
+    except ValueError as err:  # int-string conversion limit (a number of thousands of digits)
+        raise RowError(None, f"unreadable number ({err})", "bad_number") from None
+    try:
+        row = validate_row(raw, duration_tolerance=duration_tolerance)
+    except OverflowError:
+        raise RowError(_huge_number_field(raw), "a number too large for a float", "bad_number") from None
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate (\ud800 ...) would fail only when the row is written
+        raise RowError(None, f"text that is not valid Unicode ({err.reason})", "bad_encoding") from None
     if row["id"] in first_line:
         raise RowError("id", f"duplicate id {row['id']!r} (first on line {first_line[row['id']]})", "duplicate_id")
     row["audio"] = resolve_audio(row["audio"], base)
