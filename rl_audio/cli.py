@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import sys
 import types
 import typing
@@ -59,6 +61,45 @@ def _coerce(name: str, tp, value, source: str):
     return value
 
 
+_SIMPLE = (bool, int, float, str, list, dict, type(None))
+
+
+def _check_value(name: str, tp, value, source: str):
+    """Refuse a value of the wrong kind for a field typed with plain types (bool, int, float, str, list, dict,
+    Optional); fields typed with enums or classes are left to the config's own checks."""
+    kinds = _base_types(tp)
+    origins = [typing.get_origin(k) or k for k in kinds]
+    if any(o not in _SIMPLE for o in origins):
+        return value
+
+    def refuse(why: str):
+        raise RecipeError(f"{source}: key {name!r}: {value!r} {why} (expected {tp})")
+
+    if value is None:
+        if type(None) not in origins:
+            refuse("is null, which this key does not take")
+    elif isinstance(value, bool):
+        if bool not in origins:
+            refuse("is a boolean")
+    elif isinstance(value, int):
+        if int not in origins and float not in origins:
+            refuse("is a number")
+    elif isinstance(value, float):
+        if float not in origins:
+            refuse("is not a whole number" if int in origins else "is a number")
+        if not math.isfinite(value):
+            refuse("is not finite")
+    elif isinstance(value, list):
+        if list not in origins:
+            refuse("is a list")
+    elif isinstance(value, dict):
+        if dict not in origins:
+            refuse("is a mapping")
+    elif isinstance(value, str) and str not in origins:
+        refuse("is text")
+    return value
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML keeps the last of two equal keys silently; in a recipe that hides which value is used."""
 
@@ -73,7 +114,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _unknown_key_error(key: str, valid: list[str], source: str) -> RecipeError:
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return RecipeError(f"{source}: unknown key {key!r}.{hint}\nValid keys: {', '.join(sorted(valid))}")
 
@@ -97,6 +138,25 @@ def _cli_pairs(args: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _clean_errors() -> tuple[type[BaseException], ...]:
+    from .data.manifest import ManifestError
+
+    return RecipeError, ManifestError, FileNotFoundError
+
+
+def run_entry(main, argv: list[str] | None = None):
+    """Run an entry point's ``main``. A recipe, manifest or missing-file error says what to change in its message,
+    so it prints as one line, ``error: <message>``, and exits with status 2 (``RL_AUDIO_DEBUG=1`` re-raises it
+    with the traceback). Anything else keeps its traceback."""
+    try:
+        return main(sys.argv[1:] if argv is None else argv)
+    except Exception as err:
+        if not isinstance(err, _clean_errors()) or os.environ.get("RL_AUDIO_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def parse_recipe(cls, argv: list[str] | None = None):
     """Build `cls` from `argv` = [RECIPE.yaml] + overrides. A missing recipe path means defaults + overrides."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -111,19 +171,22 @@ def parse_recipe(cls, argv: list[str] | None = None):
         if not path.is_file():
             raise RecipeError(f"recipe {path} does not exist")
         try:
-            loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+            loaded = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
         except yaml.YAMLError as e:
             raise RecipeError(f"{path}: not valid YAML: {e}") from None
+        if loaded is None:
+            raise RecipeError(f"{path}: the recipe is empty (it would train on every default); give at least "
+                              "model_name_or_path and output_dir")  # fmt: skip
         if not isinstance(loaded, dict):
             raise RecipeError(f"{path}: a recipe is a flat mapping of key: value")
         for k, v in loaded.items():
             if k not in fields:
                 raise _unknown_key_error(k, list(fields), str(path))
-            values[k] = _coerce(k, hints[k], v, str(path))
+            values[k] = _check_value(k, hints[k], _coerce(k, hints[k], v, str(path)), str(path))
     for k, v in _cli_pairs(argv):
         if k not in fields:
             raise _unknown_key_error(k, list(fields), "command line")
-        values[k] = _coerce(k, hints[k], v, "command line")
+        values[k] = _check_value(k, hints[k], _coerce(k, hints[k], v, "command line"), "command line")
     try:
         return cls(**values)
     except (TypeError, ValueError) as e:

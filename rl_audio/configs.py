@@ -150,6 +150,8 @@ def _refuse(cfg, table) -> None:
 def _check_training_args(cfg) -> None:
     cfg.check_choices()  # a bad choice or timestamp setting is a recipe error, not a failure at the first batch
     cfg.timestamp_spec()
+    if not cfg.learning_rate >= 0:
+        raise ValueError(f"learning_rate must be >= 0, got {cfg.learning_rate}")
     _cpu_precision(cfg)
 
 

@@ -9,11 +9,10 @@ Starts from a plain model, a tiny preset or an rl_audio SFT output (`.../final`)
 from __future__ import annotations
 
 import logging
-import sys
 
 import rewards as reward_lib
 
-from .cli import parse_recipe
+from .cli import parse_recipe, run_entry
 from .configs import AudioGRPOConfig
 from .data import render_question
 from .models.prompting import PromptBuilder
@@ -84,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_entry(main)

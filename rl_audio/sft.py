@@ -9,9 +9,8 @@ Writes `output_dir/final`, a checkpoint that `rl_audio.grpo` and `rl_audio.evalu
 from __future__ import annotations
 
 import logging
-import sys
 
-from .cli import parse_recipe
+from .cli import parse_recipe, run_entry
 from .configs import AudioSFTConfig
 from .models.prompting import PromptBuilder
 from .runs import load_for_training, load_rows, save_final, setup_logging
@@ -53,4 +52,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_entry(main)

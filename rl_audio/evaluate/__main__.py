@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
-from ..cli import parse_recipe
+from ..cli import parse_recipe, run_entry
 from ..runs import setup_logging
 from .config import AudioEvalConfig
 from .report import HEADLINE
@@ -34,4 +33,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_entry(main)

@@ -252,3 +252,48 @@ def test_a_typo_in_a_choice_fails_at_parse_time(tmp_path, cls, key, value, messa
 def test_tgsr_averages_the_loss_per_trajectory_as_eq_6_does(tmp_path):
     cfg = parse_recipe(AudioGRPOConfig, [str(ROOT / "recipes" / "tgsr.yaml"), "--output_dir", str(tmp_path)])
     assert cfg.loss_type == "grpo"  # TGSR eq. 6: 1/G sum_i 1/|tau_i| sum_t; TRL's default dapo is token-level
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("max_steps: [1, 2]", r"key 'max_steps': \[1, 2\] is a list"),
+        ("max_steps: {a: 1}", r"key 'max_steps': \{'a': 1\} is a mapping"),
+        ("max_steps: null", r"key 'max_steps': None is null"),
+        ("max_steps: 2.7", r"key 'max_steps': 2.7 is not a whole number"),
+        ("max_steps: true", r"key 'max_steps': True is a boolean"),
+        ("learning_rate: .nan", r"key 'learning_rate': nan is not finite"),
+        ("learning_rate: -1.0", r"learning_rate must be >= 0"),
+        ("1: 2", r"unknown key 1\."),
+    ],
+)
+def test_recipe_values_are_type_checked_while_parsing(tmp_path, line, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"# test\nmodel_name_or_path: tiny-qwen2-audio\nbf16: false\n{line}\n")
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe(AudioSFTConfig, [str(recipe), "--output_dir", str(tmp_path / "out")])
+
+
+def test_an_empty_recipe_is_an_error(tmp_path):
+    recipe = tmp_path / "empty.yaml"
+    recipe.write_text("# nothing\n")
+    with pytest.raises(RecipeError, match="empty.yaml: the recipe is empty"):
+        parse_recipe(AudioGRPOConfig, [str(recipe)])
+
+
+def test_entry_points_print_a_recipe_error_as_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("# test\nmodel_name_or_path: tiny-qwen2-audio\nmax_steps: [1, 2]\n")
+    for module in ("rl_audio.sft", "rl_audio.grpo"):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, str(recipe), "--output_dir", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in proc.stderr
+        assert "key 'max_steps': [1, 2] is a list" in proc.stderr
