@@ -125,9 +125,8 @@ class RewardFunction:
 
     __name__ = "reward"
     default_tasks: ClassVar[tuple[str, ...]] = ()
-    required_columns: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-        {}
-    )  # read-only; subclasses set theirs
+    # read-only here; each subclass sets its own mapping
+    required_columns: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
     low, high = 0.0, 1.0
 
     def __init__(self, *, name: str | None = None, tasks: Sequence[str] | None = None):

@@ -319,12 +319,7 @@ def event_f1(
     >>> event_f1([], []), event_f1(ref, [])
     (1.0, 0.0)
     """
-    n_ref, n_est = len(reference), len(estimate)
-    if n_ref == 0 or n_est == 0:
-        if not (evaluate_onset or evaluate_offset):
-            raise ValueError("event_f1: evaluate_onset and evaluate_offset cannot both be False")
-        return 1.0 if n_ref == n_est else 0.0
-    true_positives = event_true_positives(
+    true_positives = event_true_positives(  # also refuses evaluate_onset = evaluate_offset = False
         reference,
         estimate,
         t_collar=t_collar,
@@ -332,6 +327,9 @@ def event_f1(
         evaluate_onset=evaluate_onset,
         evaluate_offset=evaluate_offset,
     )
+    n_ref, n_est = len(reference), len(estimate)
+    if n_ref == 0 or n_est == 0:
+        return 1.0 if n_ref == n_est else 0.0
     precision, recall = true_positives / n_est, true_positives / n_ref
     if precision == 0 and recall == 0:
         return 0.0

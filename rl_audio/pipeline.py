@@ -89,9 +89,8 @@ def _recipe(path: str) -> dict:
     return yaml.safe_load((ROOT / path).read_text()) or {}
 
 
-def _untrained_args(sft_recipe: str) -> list[str]:
+def _untrained_args(recipe: dict) -> list[str]:
     """Evaluation settings of the untrained model: the SFT recipe's model, timestamps and answer style."""
-    recipe = _recipe(sft_recipe)
     keys = ("timestamp_mode", "timestamp_granularity", "answer_style", "preset_seed")
     return [arg for k in keys if k in recipe for arg in (f"--{k}", str(recipe[k]))]
 
@@ -116,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     # passed to evaluation too, whose own default size differs.
     from .configs import AudioArguments
 
-    clips = a.clips or _recipe(a.sft_recipe).get("default_data_clips") or AudioArguments.default_data_clips
+    sft_recipe = _recipe(a.sft_recipe)
+    clips = a.clips or sft_recipe.get("default_data_clips") or AudioArguments.default_data_clips
     data = ["--data_dir", str(out / "data"), "--default_data_clips", str(clips)]
     sft_final, grpo_final = out / "sft" / "final", out / "grpo" / "final"
     times = {}
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
              str(out / "grpo"), *data, *extra],
         )  # fmt: skip
     base = json.loads((sft_final / "rl_audio.json").read_text())["base_model"]
-    results = {"untrained": _evaluate("untrained", base, out, data, _untrained_args(a.sft_recipe), times)}
+    results = {"untrained": _evaluate("untrained", base, out, data, _untrained_args(sft_recipe), times)}
     for name, ckpt in (("sft", sft_final), ("grpo", grpo_final)):
         results[name] = _evaluate(name, str(ckpt), out, data, [], times)
     table = summary_table(results)

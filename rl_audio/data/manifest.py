@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -369,6 +370,9 @@ def _huge_number_field(raw, key: str | None = None) -> str | None:
     return None
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def _parse_line(line: str, number: int, first_line: dict, base: str, duration_tolerance: float) -> dict:
     try:
         raw = json.loads(line, object_pairs_hook=_unique_keys)
@@ -384,10 +388,11 @@ def _parse_line(line: str, number: int, first_line: dict, base: str, duration_to
         row = validate_row(raw, duration_tolerance=duration_tolerance)
     except OverflowError:
         raise RowError(_huge_number_field(raw), "a number too large for a float", "bad_number") from None
-    try:
-        json.dumps(row, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as err:  # a lone surrogate (\ud800 ...) would fail only when the row is written
-        raise RowError(None, f"text that is not valid Unicode ({err.reason})", "bad_encoding") from None
+    if _SURROGATE_ESCAPE.search(line):  # only a \uD800-\uDFFF escape can put a surrogate into a decoded line
+        try:
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate would fail only when the row is written
+            raise RowError(None, f"text that is not valid Unicode ({err.reason})", "bad_encoding") from None
     if row["id"] in first_line:
         raise RowError("id", f"duplicate id {row['id']!r} (first on line {first_line[row['id']]})", "duplicate_id")
     row["audio"] = resolve_audio(row["audio"], base)

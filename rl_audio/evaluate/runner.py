@@ -44,7 +44,6 @@ def _manifest_names(paths: list[str]) -> list[str]:
 
 def load_eval_rows(cfg: AudioEvalConfig) -> tuple[list[dict], dict[str, str], list[str]]:
     """Rows of the evaluation manifests (filtered to ``cfg.tasks``), the manifest name of each id, the paths."""
-    cfg.check_choices()  # also run by AudioEvalConfig; again here for a config changed after construction
     paths = manifests_for(cfg, "eval")
     rows, manifest_of = [], {}
     for path, name in zip(paths, _manifest_names(paths)):  # manifests_for has checked that every path exists
