@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from .parsing import Event, _valid_duration
+from .parsing import Event, _valid_duration, cap_text
 
 __all__ = ["RewardConfigError", "RewardFunction", "Row", "completion_text"]
 
@@ -46,19 +46,20 @@ def _content_text(content: Any) -> str:
 
 
 def completion_text(completion: Any) -> str:
-    """The text of one completion: a string, or the assistant messages of a conversation joined by newlines.
+    """The text of one completion: a string, or the assistant messages of a conversation joined by newlines; over
+    :data:`rewards.parsing.MAX_TEXT_CHARS` characters, its head and tail (:func:`rewards.parsing.cap_text`).
 
     >>> completion_text([{"role": "assistant", "content": [{"type": "text", "text": "Yes."}]}])
     'Yes.'
     """
     if isinstance(completion, str):
-        return completion
+        return cap_text(completion)
     if isinstance(completion, dict):
         completion = [completion]
     if isinstance(completion, Sequence):
         messages = [message for message in completion if isinstance(message, dict)]
         replies = [message for message in messages if message.get("role") == "assistant"] or messages
-        return "\n".join(_content_text(message.get("content")) for message in replies)
+        return cap_text("\n".join(_content_text(message.get("content")) for message in replies))
     return ""
 
 

@@ -11,8 +11,10 @@ transcript, floored at 0::
 
 where ``norm`` lower-cases, drops punctuation and collapses whitespace, and ``spoken`` keeps the quoted text of the
 explanation when it quotes speech (``The speaker says "hello there"`` -> ``hello there``) and the whole explanation
-otherwise. A step with an empty normalised explanation or transcript, or whose interval lies outside the audio,
-scores 0. WER is jiwer's (S + D + I) / N_reference.
+otherwise. A step with an empty normalised explanation or transcript, or whose interval lies outside the audio
+(wholly before 0 s, ``[-3s - -1s]``; ending at 0 s; or starting at or after the end), scores 0: steps are parsed with
+the times as written (``parse_steps(raw=True)``), so that the parser's clipping of negative times to 0 cannot move
+such a step into the audio. WER is jiwer's (S + D + I) / N_reference.
 
 Backends load lazily on first call: soundfile (decoding), scipy (resampling to 16 kHz; numpy interpolation if
 scipy is missing), transformers + torch (Whisper), jiwer (WER).
@@ -266,7 +268,7 @@ class AudiologyVerify(RewardFunction):
     def _crop(self, audio: np.ndarray, step: Event) -> np.ndarray | None:
         """Samples of ``[onset - padding, offset + padding]``; None when the step lies outside the audio."""
         length = len(audio) / SAMPLE_RATE
-        if step.onset >= length:  # parsed steps have 0 <= onset <= offset
+        if step.offset <= 0.0 or step.onset >= length:  # raw steps: onset <= offset, either may be negative
             return None
         # clip in seconds first: a step may end at 1e308 s, which overflows once turned into samples
         start, end = max(0.0, step.onset - self.padding), min(length, step.offset + self.padding)
@@ -275,7 +277,9 @@ class AudiologyVerify(RewardFunction):
 
     def _plan(self, text: str) -> list[Event]:
         try:
-            return parse_steps(text)[: self.max_steps]
+            return parse_steps(text, raw=True)[
+                : self.max_steps
+            ]  # raw: a step before 0 s is not clipped into the audio
         except (ArithmeticError, IndexError, RecursionError, TypeError, ValueError):
             logger.exception("reward %r could not parse steps of a completion; scoring it 0", self.__name__)
             return []

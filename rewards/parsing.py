@@ -29,6 +29,13 @@ answer, and when it has ``<answer>`` only the content of the last ``<answer>...<
 
 All scanning is linear in the input: every pattern starts at a distinctive token, number starts are anchored with a
 look-behind so that a run of digits is tried once, and no two unbounded quantifiers can split the same characters.
+
+Cost is also bounded (our choices, sized for the recipes' completions of at most 512 tokens): the rewards read a
+completion through :func:`cap_text`, which keeps the first and the last :data:`MAX_TEXT_CHARS` / 2 characters of a
+longer text (the answer of a reasoning model comes last), and :func:`parse_windows` / :func:`parse_events` return
+at most :data:`MAX_ITEMS` windows or events (the first ones: a completion listing more still pays for them in
+precision, since each reference can match one prediction at most). ``benchmarks/reward_time.py`` measures the
+worst call.
 """
 
 from __future__ import annotations
@@ -141,11 +148,12 @@ def _to_seconds(token: str) -> float:
     return float(token)
 
 
-def _normalise(start: float, end: float, duration: float | None) -> Window | None:
-    """Apply the module's documented normalisation; None drops the window."""
+def _normalise(start: float, end: float, duration: float | None, raw: bool = False) -> Window | None:
+    """Apply the module's documented normalisation (``raw``: steps 1 and 3 only); None drops the window."""
     if not (math.isfinite(start) and math.isfinite(end)):
         return None
-    start, end = max(start, 0.0), max(end, 0.0)
+    if not raw:
+        start, end = max(start, 0.0), max(end, 0.0)
     if start > end:
         start, end = end, start
     if duration is not None:
@@ -162,11 +170,31 @@ def _valid_duration(duration: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
-def _match_window(match: re.Match, duration: float | None) -> Window | None:
+def _match_window(match: re.Match, duration: float | None, raw: bool = False) -> Window | None:
     for first, second in _GROUPS:
         if match.group(first) is not None:
-            return _normalise(_to_seconds(match.group(first)), _to_seconds(match.group(second)), duration)
+            return _normalise(_to_seconds(match.group(first)), _to_seconds(match.group(second)), duration, raw)
     return None  # unreachable: every alternative has one pair of groups
+
+
+MAX_TEXT_CHARS = 8192
+"""Characters of one completion that the rewards read (see :func:`cap_text`)."""
+
+MAX_ITEMS = 256
+"""Windows or events that one parse returns at most (the first in the text)."""
+
+
+def cap_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` itself when it has at most ``limit`` characters, else its first and last ``limit // 2`` joined by a
+    newline: a pathological completion costs no more than a long real one, and a final answer is still read.
+
+    >>> cap_text("abcdefgh", limit=4)
+    'ab\\ngh'
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + "\n" + text[len(text) - half :]
 
 
 def answer_region(text: str) -> str:
@@ -190,7 +218,8 @@ def answer_region(text: str) -> str:
 
 
 def parse_windows(text: str, duration: float | None = None) -> list[Window]:
-    """All time windows in ``text``, in order of appearance, normalised (see the module docstring).
+    """All time windows in ``text`` (the first :data:`MAX_ITEMS`), in order of appearance, normalised (see the
+    module docstring).
 
     >>> parse_windows("From 2.50 seconds to 4.00 seconds. From 5.00 seconds to 6.50 seconds.")
     [(2.5, 4.0), (5.0, 6.5)]
@@ -205,6 +234,8 @@ def parse_windows(text: str, duration: float | None = None) -> list[Window]:
         window = _match_window(match, duration)
         if window is not None:
             windows.append(window)
+            if len(windows) == MAX_ITEMS:
+                break
     return windows
 
 
@@ -260,7 +291,9 @@ def _keyed_value_pairs(text: str, pos: int) -> tuple[list[tuple[str, str]], int]
     return pairs, cursor
 
 
-def _keyed_events(text: str, duration: float | None) -> tuple[list[tuple[int, Event]], list[tuple[int, int]]]:
+def _keyed_events(
+    text: str, duration: float | None, raw: bool = False
+) -> tuple[list[tuple[int, Event]], list[tuple[int, int]]]:
     """TimePro-RL style ``{"label": [on, off]}`` events with their positions, and the spans they cover."""
     events: list[tuple[int, Event]] = []
     spans: list[tuple[int, int]] = []
@@ -268,7 +301,7 @@ def _keyed_events(text: str, duration: float | None) -> tuple[list[tuple[int, Ev
         label = _unescape_key(key.group(1)) if key.group(1) is not None else key.group(2)
         pairs, end = _keyed_value_pairs(text, key.end())
         for onset, offset in pairs:
-            window = _normalise(_to_seconds(onset), _to_seconds(offset), duration)
+            window = _normalise(_to_seconds(onset), _to_seconds(offset), duration, raw)
             if window is not None:
                 events.append((key.start(), Event(window[0], window[1], label.strip())))
         if pairs:
@@ -276,7 +309,9 @@ def _keyed_events(text: str, duration: float | None) -> tuple[list[tuple[int, Ev
     return events, spans
 
 
-def _line_events(text: str, spans: list[tuple[int, int]], duration: float | None) -> list[tuple[int, Event]]:
+def _line_events(
+    text: str, spans: list[tuple[int, int]], duration: float | None, raw: bool = False
+) -> list[tuple[int, Event]]:
     """Events written as a window plus a description on one line (TimePro-RL DAC: ``1.20-3.40, a dog barks``).
 
     A window's description is the text after it up to the next window on the line; when that is empty, the text
@@ -303,7 +338,7 @@ def _line_events(text: str, spans: list[tuple[int, int]], duration: float | None
                 stop = matches[k + 1].start() if k + 1 < len(matches) else line_end
                 after = text[match.end() : stop]
                 description = _strip_description(after) or prefix
-                window = _match_window(match, duration)
+                window = _match_window(match, duration, raw)
                 if window is not None:
                     events.append((match.start(), Event(window[0], window[1], description)))
         line_start = line_end + 1
@@ -319,25 +354,28 @@ def _strip_description(text: str) -> str:
     return text.rstrip()
 
 
-def parse_events(text: str, duration: float | None = None) -> list[Event]:
-    """Events ``(onset, offset, label)`` in order of appearance, for SED and dense captioning.
+def parse_events(text: str, duration: float | None = None, *, raw: bool = False) -> list[Event]:
+    """Events ``(onset, offset, label)`` in order of appearance (the first :data:`MAX_ITEMS`), for SED and dense
+    captioning.
 
     JSON-keyed events (TimePro-RL SED: one ``{"label": [on, off]}`` per line, or several keys, or lists of pairs)
     take the key as label; other windows take the rest of their line as label (TimePro-RL DAC lines).
+    ``raw=True`` keeps the times as written (negative ones too, ``duration`` unused): only non-finite windows are
+    dropped and reversed pairs swapped, so that a caller can tell a window before 0 s from one at 0 s.
 
     >>> parse_events('{"dog barking": [1.2, 3.4]}\\n{"speech": [0, 2]}')
     [Event(onset=1.2, offset=3.4, label='dog barking'), Event(onset=0.0, offset=2.0, label='speech')]
     >>> parse_events("1.20-3.40, a dog barks loudly")
     [Event(onset=1.2, offset=3.4, label='a dog barks loudly')]
     """
-    duration = _valid_duration(duration)
-    keyed, spans = _keyed_events(text, duration)
-    lines = _line_events(text, spans, duration)
+    duration = None if raw else _valid_duration(duration)
+    keyed, spans = _keyed_events(text, duration, raw)
+    lines = _line_events(text, spans, duration, raw)
     if not keyed:
-        return [event for _, event in lines]
+        return [event for _, event in lines[:MAX_ITEMS]]
     if not lines:
-        return [event for _, event in keyed]
-    return [event for _, event in sorted(keyed + lines, key=lambda item: item[0])]
+        return [event for _, event in keyed[:MAX_ITEMS]]
+    return [event for _, event in sorted(keyed + lines, key=lambda item: item[0])[:MAX_ITEMS]]
 
 
 def parse_event_answer(text: str, duration: float | None = None) -> list[Event] | None:
@@ -352,7 +390,7 @@ def parse_event_answer(text: str, duration: float | None = None) -> list[Event] 
     return [] if parse_absence(text) else None
 
 
-def parse_steps(text: str, duration: float | None = None) -> list[Event]:
+def parse_steps(text: str, duration: float | None = None, *, raw: bool = False) -> list[Event]:
     """Timestamped reasoning steps (TGSR App. C.1 ``tau = {(s_t, Delta_t)}``): distinct (interval, explanation).
 
     The explanation of a step is the text that follows its interval on the same line (see :func:`parse_events`).
@@ -362,7 +400,7 @@ def parse_steps(text: str, duration: float | None = None) -> list[Event]:
     """
     seen = set()
     steps = []
-    for event in parse_events(text, duration):
+    for event in parse_events(text, duration, raw=raw):
         if event not in seen:
             seen.add(event)
             steps.append(event)

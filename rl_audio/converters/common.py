@@ -22,10 +22,8 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from ..data.audio import AudioError, audio_duration
+from ..data.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
 from ..data.manifest import RowError, validate_row
-
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")
 
 
 class ConverterError(ValueError):

@@ -138,9 +138,9 @@ def render_clip(config: SynthConfig, index: int, fg, bg) -> tuple[np.ndarray, di
     k = int(rng.integers(config.min_events, config.max_events + 1))
     classes = rng.choice(len(fg.captions), size=k, replace=config.allow_repeats)
     caption = {int(c): fg.captions[int(c)][int(rng.integers(len(fg.captions[int(c)])))] for c in classes}
-    waves = []
+    waves, min_n = [], max(1, _grid(config.min_event)) * per_unit
     for c in classes:
-        wav = fg.render(int(c), rng, _grid(rng.uniform(config.min_event, config.max_event)) * per_unit, sr)
+        wav = fg.render(int(c), rng, _grid(rng.uniform(config.min_event, config.max_event)) * per_unit, sr, min_n)
         waves.append(wav[: wav.size // per_unit * per_unit])  # real files may be shorter: keep them on the grid
     durations, gap = [w.size // per_unit for w in waves], _grid(config.min_gap)
     starts = place_events(rng, clip_units, durations, gap)
@@ -190,6 +190,9 @@ def build_synthetic(
 ) -> Path:
     """Render ``config.num_clips`` clips to ``out_dir/audio/<id>.wav`` (16-bit PCM) and write the manifest.
 
+    A build that fails (a bad source file, an interruption) removes the wavs it wrote and writes no manifest; the
+    error names the clip and the cause.
+
     Returns:
         The manifest path, ``out_dir/manifest_name``; its audio paths are relative to ``out_dir``.
     """
@@ -198,15 +201,24 @@ def build_synthetic(
     fg, bg = _make_sources(config)
     if not config.allow_repeats and config.max_events > len(fg.captions):
         raise ValueError(f"max_events={config.max_events} > {len(fg.captions)} classes; set allow_repeats")
-    rows = []
-    for index in tqdm(range(config.num_clips), desc=f"synth {config.id_prefix}", disable=not progress):
-        clip_id = f"{config.id_prefix}-{index:06d}"
-        wav, info = render_clip(config, index, fg, bg)
-        write_wav(out_dir / "audio" / f"{clip_id}.wav", wav, config.sample_rate)
-        rows.extend(clip_rows(clip_id, f"audio/{clip_id}.wav", info, sed_rows=config.sed_rows))
-    if config.negatives:
-        rows = add_negatives(rows, seed=config.seed)
-    path = write_manifest(rows, out_dir / manifest_name)
+    rows, written = [], []
+    try:
+        for index in tqdm(range(config.num_clips), desc=f"synth {config.id_prefix}", disable=not progress):
+            clip_id = f"{config.id_prefix}-{index:06d}"
+            try:
+                wav, info = render_clip(config, index, fg, bg)
+            except ValueError as err:
+                raise ValueError(f"clip {clip_id}: {err}") from err
+            written.append(out_dir / "audio" / f"{clip_id}.wav")
+            write_wav(written[-1], wav, config.sample_rate)
+            rows.extend(clip_rows(clip_id, f"audio/{clip_id}.wav", info, sed_rows=config.sed_rows))
+        if config.negatives:
+            rows = add_negatives(rows, seed=config.seed)
+        path = write_manifest(rows, out_dir / manifest_name)
+    except BaseException:  # a failed build leaves nothing behind, not half a dataset
+        for wav_path in written:
+            wav_path.unlink(missing_ok=True)
+        raise
     logger.info("wrote %d clips and %d rows to %s", config.num_clips, len(rows), path)
     return path
 

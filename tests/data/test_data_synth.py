@@ -191,7 +191,7 @@ def test_real_foreground_and_background_folders(tmp_path):
         write_wav(tmp_path / "fg" / caption / "x.wav", np.concatenate([silence, tone, silence]), sr)
     write_wav(tmp_path / "bg" / "street.wav", 0.05 * rng.standard_normal(3 * sr), sr)
     config = SynthConfig(
-        num_clips=3, seed=0, min_len=4.0, max_len=5.0, min_event=1.5, max_event=1.5, bg_rel_db=-30, bg_jitter_db=0
+        num_clips=3, seed=0, min_len=4.0, max_len=5.0, min_event=1.0, max_event=1.5, bg_rel_db=-30, bg_jitter_db=0
     )
     config.foreground_dir, config.background_dir = str(tmp_path / "fg"), str(tmp_path / "bg")
     rows = load_manifest(build_synthetic(tmp_path / "out", config, progress=False))
@@ -204,3 +204,39 @@ def test_real_foreground_and_background_folders(tmp_path):
         inside = wav[round(start * sr) : round(end * sr)]
         before, after = wav[: round(start * sr)], wav[round(end * sr) :]
         assert _rms(inside) > 5 * _rms(before if before.size > after.size else after)
+
+
+def _real_folders(tmp_path, lengths: dict[str, list[float]]):
+    """``fg/<caption>/<k>.wav`` tones of the given lengths (seconds) between 0.3 s of silence, and one background."""
+    sr, rng = 16000, np.random.default_rng(0)
+    for caption, seconds in lengths.items():
+        for k, length in enumerate(seconds):
+            tone = 0.5 * np.sin(2 * np.pi * 700 * np.arange(int(length * sr)) / sr)
+            write_wav(
+                tmp_path / "fg" / caption / f"{k}.wav", np.concatenate([np.zeros(4800), tone, np.zeros(4800)]), sr
+            )
+    write_wav(tmp_path / "bg" / "street.wav", 0.05 * rng.standard_normal(3 * sr), sr)
+    return str(tmp_path / "fg"), str(tmp_path / "bg")
+
+
+def test_short_real_foregrounds_are_skipped_so_min_event_holds(tmp_path):
+    fg, bg = _real_folders(tmp_path, {"a_bell": [0.1, 0.3, 1.6], "a_horn": [0.005, 1.8]})
+    config = SynthConfig(num_clips=12, seed=0, min_len=4.0, max_len=5.0, min_event=1.0, max_event=2.0)
+    config.foreground_dir, config.background_dir = fg, bg
+    rows = load_manifest(build_synthetic(tmp_path / "out", config, progress=False))
+    lengths = [end - start for r in rows if r["task"] == "grounding" for start, end in r["windows"]]
+    assert len(lengths) == 12 and min(lengths) >= 1.0 - 1e-9  # before: 0.1 s and 5 ms events were kept
+
+
+def test_a_class_without_long_enough_files_fails_and_leaves_nothing_behind(tmp_path):
+    fg, bg = _real_folders(tmp_path, {"a_bell": [1.6], "a_click": [0.2, 0.005]})
+    # seed 5: clips 0-2 draw the bell and are written before clip 3 draws the click
+    config = SynthConfig(num_clips=40, seed=5, min_len=4.0, max_len=5.0, min_event=1.0, max_event=2.0)
+    config.foreground_dir, config.background_dir = fg, bg
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as info:
+        build_synthetic(out, config, progress=False)
+    message = str(info.value)
+    assert "a_click" in message and "minimum event length of 1.000 s" in message and "0.200 s" in message
+    assert message.startswith("clip synth-000003:")  # the clip it failed on, after three were written
+    assert not list(out.rglob("*.wav")) and not (out / "manifest.jsonl").exists()

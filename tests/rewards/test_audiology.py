@@ -75,7 +75,13 @@ def test_steps_outside_the_audio_score_zero_without_asr():
     asr = FakeASR()
     reward = AudiologyVerify(transcriber=asr)
     assert verify(reward, ["[20.0s - 21.0s]: hello there"]) == [0.0]
+    # wholly before 0 s, or ending at 0 s: the parser's clipping to 0 must not crop [0, 0.5] s and score it 1.0
+    assert verify(reward, ["[-3s - -1s]: hello there"]) == [0.0]
+    assert verify(reward, ["[-2s - 0s]: hello there"]) == [0.0]
     assert asr.batches == []
+    # partly inside: the crop starts at 0 s
+    assert verify(reward, ["[-1s - 0.5s]: hello there"]) == [1.0]
+    assert asr.batches == [[int(1.0 * RATE)]]
 
 
 def test_crops_are_clipped_at_the_audio_edges():
