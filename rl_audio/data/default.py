@@ -23,7 +23,8 @@ from .synth import SynthConfig, build_synthetic, config_dict
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # bump when synthesis changes, to invalidate cached datasets (2: negatives: existence only)
+GENERATOR_VERSION = 3  # bump when synthesis changes, to invalidate cached datasets (2: negatives: existence
+# only; 3: no negative is another caption of a class in the clip)
 SPLITS = ("train", "test")
 
 

@@ -2,7 +2,8 @@
 
 All queries of the manifest form a global pool. For each clip, a negative query is drawn from the pool subject to
 two constraints: (i) it is not among the clip's annotations, and (ii) it shares no content word with the clip's
-positive queries (lowercase, stopwords removed, simple plural stripping). Each clip then has presence questions
+positive queries (lowercase, stopwords removed, simple plural stripping). A row's ``meta.aliases`` (other names of
+the sounds present, as the synthetic builder writes them) count as positive queries of its clip. Each clip then has presence questions
 (``existence`` rows: ``exists`` true for the positive, answered "Yes.", and false for the negative, answered "No.")
 and a localisation question for the positive only (its ``grounding`` row). No grounding row is made for a negative:
 SpotSound asks for the interval of an event only when it is present (§2.1: grounding follows a "yes"; App. C.1), so
@@ -70,8 +71,9 @@ def _clip_annotations(rows: list[dict]) -> tuple[set[str], frozenset[str]]:
     for row in rows:
         labels = [e["label"] for e in row.get("events") or []]
         query = [row["query"]] if row.get("query") else []
-        annotated.update(normalize_query(t) for t in labels + query)
-        present = labels + (query if _is_positive(row) or row.get("exists") is True else [])
+        aliases = [str(a) for a in (row.get("meta") or {}).get("aliases") or []]  # other names of what is present
+        annotated.update(normalize_query(t) for t in labels + query + aliases)
+        present = labels + aliases + (query if _is_positive(row) or row.get("exists") is True else [])
         for text in present:
             words |= content_words(text)
     return annotated, frozenset(words)

@@ -11,7 +11,9 @@ same seed gives byte-identical wavs and manifest.
 
 Rows per clip: one ``grounding`` and one ``existence`` row (``exists=True``) per distinct class in the clip, an
 optional ``sed`` row listing every event (label = the caption), and optional negatives (``negatives.py``: an
-``existence`` row with ``exists=False`` per absent query; never a grounding row about an absent event).
+``existence`` row with ``exists=False`` per absent query; never a grounding row about an absent event). Each row's
+``meta.aliases`` lists the other captions of the classes in the clip, so that no negative is a paraphrase of a
+present sound ("an upward chirp" for a clip with "a rising whistle").
 """
 
 from __future__ import annotations
@@ -154,7 +156,10 @@ def render_clip(config: SynthConfig, index: int, fg, bg) -> tuple[np.ndarray, di
     for c, wav, start, gain_db in zip(classes, waves, starts, fg_db):
         mix[start * per_unit : start * per_unit + wav.size] += wav * _db(gain_db)
         onset, offset = round(start * GRID, 2), round((start + wav.size // per_unit) * GRID, 2)
-        events.append({"onset": onset, "offset": offset, "label": caption[int(c)], "class": int(c)})
+        aliases = [text for text in fg.captions[int(c)] if text != caption[int(c)]]  # the class's other captions
+        events.append(
+            {"onset": onset, "offset": offset, "label": caption[int(c)], "class": int(c), "aliases": aliases}
+        )
     peak = float(np.max(np.abs(mix)))
     scale = PEAK_LIMIT / peak if peak > PEAK_LIMIT else 1.0  # keeps every relative level, hence the labels
     info = {
@@ -173,7 +178,10 @@ def clip_rows(clip_id: str, audio: str, info: dict, *, sed_rows: bool) -> list[d
     for event in info["events"]:
         by_label.setdefault(event["label"], []).append([event["onset"], event["offset"]])
     snr = [round(g - info["bg_db"], 2) for g in info["fg_db"]]
-    meta = {"source": "synth", "background": info["background"], "snr_db": snr}
+    # other captions of the classes present: add_negatives never asks about them as absent (a paraphrase of what
+    # is in the clip is not a negative)
+    aliases = sorted({text for event in info["events"] for text in event.get("aliases", [])})
+    meta = {"source": "synth", "background": info["background"], "snr_db": snr, "aliases": aliases}
     base = {"audio": audio, "duration": info["duration"], "events": [], "choices": [], "answer": "", "meta": meta}
     for j, (label, windows) in enumerate(by_label.items()):
         common = {**base, "query": label, "windows": sorted(windows), "exists": True}

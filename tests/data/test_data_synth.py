@@ -240,3 +240,19 @@ def test_a_class_without_long_enough_files_fails_and_leaves_nothing_behind(tmp_p
     assert "a_click" in message and "minimum event length of 1.000 s" in message and "0.200 s" in message
     assert message.startswith("clip synth-000003:")  # the clip it failed on, after three were written
     assert not list(out.rglob("*.wav")) and not (out / "manifest.jsonl").exists()
+
+
+def test_no_negative_is_a_paraphrase_of_a_sound_in_the_clip(tmp_path):
+    config = SynthConfig(num_clips=60, seed=3, min_len=5.0, max_len=6.0, min_event=0.5, max_event=1.0, max_events=2)
+    config.negatives = True
+    rows = load_manifest(build_synthetic(tmp_path, config, progress=False))
+    class_of = {caption: name for name, cls in SOUND_CLASSES.items() for caption in cls.captions}
+    present: dict[str, set[str]] = {}
+    for row in rows:
+        if row["task"] == "grounding":
+            present.setdefault(row["audio"], set()).add(class_of[row["query"]])
+    negatives = [r for r in rows if r["task"] == "existence" and r["exists"] is False]
+    assert len(negatives) == 60
+    for row in negatives:
+        assert class_of[row["query"]] not in present[row["audio"]], row
+    assert all(row["meta"]["aliases"] for row in rows if row["task"] == "grounding")
