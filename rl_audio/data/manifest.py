@@ -99,9 +99,23 @@ def _interval(start, end, field: str, what: str, duration: float, tol: float) ->
     return [max(start, 0.0), min(end, duration)]  # clamp what the tolerance let through
 
 
+MAX_LINE_BYTES = 1 << 20
+"""Longest manifest line read (1 MiB; our choice): a longer line is an error of its own (``line_too_long``)."""
+
+MAX_ROW_ITEMS = 1000
+"""Most ``windows``, ``events`` or ``choices`` of one row (our choice; the papers' clips have a few dozen events at
+most): more is an error (``too_many_items``), not a row that makes every metric and reward slow."""
+
+
+def _check_count(raw: list, field: str) -> None:
+    if len(raw) > MAX_ROW_ITEMS:
+        raise RowError(field, f"{len(raw)} items, more than the limit of {MAX_ROW_ITEMS}", "too_many_items")
+
+
 def _windows(raw, duration: float, tol: float) -> list[list[float]]:
     if not isinstance(raw, list):
         raise RowError("windows", f"expected a list of [start, end] pairs, got {raw!r}", "bad_type")
+    _check_count(raw, "windows")
     out = []
     for pair in raw:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
@@ -113,6 +127,7 @@ def _windows(raw, duration: float, tol: float) -> list[list[float]]:
 def _events(raw, duration: float, tol: float) -> list[dict]:
     if not isinstance(raw, list):
         raise RowError("events", f"expected a list of events, got {raw!r}", "bad_type")
+    _check_count(raw, "events")
     out = []
     for event in raw:
         if not isinstance(event, dict) or set(event) != {"onset", "offset", "label"}:
@@ -129,6 +144,7 @@ def _choices(row: dict) -> list[str]:
     choices = row.get("choices", [])
     if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
         raise RowError("choices", f"expected a list of non-empty strings, got {choices!r}", "bad_type")
+    _check_count(choices, "choices")
     return list(choices)
 
 
@@ -335,6 +351,10 @@ def load_manifest_with_report(
 
 
 def _decode(line: bytes, number: int) -> str:
+    if len(line) > MAX_LINE_BYTES:
+        raise RowError(
+            None, f"line of {len(line):,} bytes, longer than the limit of {MAX_LINE_BYTES:,}", "line_too_long"
+        )
     try:
         return line.decode("utf-8-sig" if number == 1 else "utf-8")  # a UTF-8 byte-order mark is accepted
     except UnicodeDecodeError as err:

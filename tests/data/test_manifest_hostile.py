@@ -35,6 +35,21 @@ HOSTILE = {
     "401_digits": (_row_text(duration=int("9" * 401)), r":1: field 'duration': a number too large", "bad_number"),
     "5001_digits": ('{"id": "bad", "duration": ' + "9" * 5001 + "}", r":1: unreadable number", "bad_number"),
     "surrogate": (GOOD_LINE.replace('"ok"', '"bad\\ud800"'), r":1: text that is not valid Unicode", "bad_encoding"),
+    "long_line": (
+        _row_text(query="x" * (1 << 20)),
+        r":1: line of 1,048,\d+ bytes, longer than the limit",
+        "line_too_long",
+    ),
+    "many_windows": (
+        _row_text(duration=3000.0, windows=[[k, k + 0.5] for k in range(1001)]),
+        r":1: field 'windows': 1001 items, more than the limit of 1000",
+        "too_many_items",
+    ),
+    "many_events": (
+        _row_text(task="sed", query="", windows=[], events=[{"onset": 0, "offset": 1, "label": "x"}] * 1001),
+        r":1: field 'events': 1001 items",
+        "too_many_items",
+    ),
 }
 
 
