@@ -166,6 +166,7 @@ def parse_recipe(cls, argv: list[str] | None = None):
     values: dict = {}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
+    path = None
     if argv and not argv[0].startswith("--"):
         path = Path(argv.pop(0))
         if not path.is_file():
@@ -183,14 +184,19 @@ def parse_recipe(cls, argv: list[str] | None = None):
             if k not in fields:
                 raise _unknown_key_error(k, list(fields), str(path))
             values[k] = _check_value(k, hints[k], _coerce(k, hints[k], v, str(path)), str(path))
+    overrides = {}
     for k, v in _cli_pairs(argv):
         if k not in fields:
             raise _unknown_key_error(k, list(fields), "command line")
-        values[k] = _check_value(k, hints[k], _coerce(k, hints[k], v, "command line"), "command line")
+        values[k] = overrides[k] = _check_value(k, hints[k], _coerce(k, hints[k], v, "command line"), "command line")
     try:
-        return cls(**values)
+        cfg = cls(**values)
     except (TypeError, ValueError) as e:
         raise RecipeError(f"invalid recipe: {e}") from e
+    # where the run's settings came from, for the model card (not fields: TRL's arguments keep their own list)
+    cfg.recipe_path = str(path) if path is not None else None
+    cfg.recipe_overrides = {k: v for k, v in overrides.items()}
+    return cfg
 
 
 def help_text(cls) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -204,11 +205,94 @@ def save_final(trainer, lm: LoadedModel, cfg, extra_info: dict | None = None) ->
             **(extra_info or {}),
         }
         (final / RUN_INFO).write_text(json.dumps(info, indent=2))
+        (final / "README.md").write_text(model_card(cfg, info, trainer.state))
         # the run's logged metrics, per step (losses, rewards), for whoever compares runs later
         (final / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         logger.info("saved %s", final)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+PAPERS = {
+    "spotsound": "SpotSound (arXiv:2604.13023): text timestamps, negative queries, temporal-grounding metrics",
+    "timepro": "TimePro-RL (arXiv:2604.13715): timestamp tokens, event-F1 GRPO with variance-gated fusion",
+    "tgsr": '"Listen First, Then Answer" / TGSR (arXiv:2603.19468): timestamp alignment, compaction and audiology',
+}
+
+
+def _timestamp_text(spec) -> str:
+    if spec.mode == "tokens":
+        return f"timestamp tokens inside the audio sequence every {spec.token_stride:g} s (TimePro-RL §2.1)"
+    if spec.mode == "text":
+        return f'"timestamp: t seconds" text every {spec.granularity:g} s between audio chunks (SpotSound §2.2)'
+    return "none (audio tokens only)"
+
+
+def model_card(cfg, info: dict, state=None) -> str:
+    """The checkpoint's README.md: base model, stage, recipe, data tasks, timestamp layout, rewards, the last logged
+    metrics, how to load and evaluate it, and the papers whose methods it follows (TRL's own card names none of
+    these)."""
+    stage = str(info.get("stage", "checkpoint")).upper()
+    base = str(info.get("base_model") or cfg.model_name_or_path)
+    hub_base = base if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not Path(base).exists() else None
+    rows = [
+        ("base model", f"`{base}` ({info.get('family', '?')} family)"),
+        ("stage", stage),
+        ("recipe", f"`{cfg.recipe_path}`" if getattr(cfg, "recipe_path", None) else "(command-line settings only)"),
+    ]
+    overrides = getattr(cfg, "recipe_overrides", None)
+    if overrides:
+        rows.append(("overrides", ", ".join(f"`{k}={v}`" for k, v in overrides.items())))
+    rows += [
+        ("tasks", ", ".join(getattr(cfg, "tasks", None) or ["(all in the manifests)"])),
+        ("answer style", str(info.get("answer_style"))),
+        ("timestamps", _timestamp_text(cfg.timestamp_spec())),
+        ("audio encoder", "frozen" if getattr(cfg, "freeze_audio_encoder", False) else "trained"),
+        ("LoRA", f"r {cfg.lora_r}, alpha {cfg.lora_alpha}" if info.get("lora_adapter") else "no (full weights)"),
+    ]
+    if info.get("rewards"):
+        weights = getattr(cfg, "reward_weights", None) or [1.0] * len(info["rewards"])
+        rewards = ", ".join(f"`{n}` x {w:g}" for n, w in zip(info["rewards"], weights))
+        if getattr(cfg, "fusion_main", None):
+            rewards += (f"; in groups where `{cfg.fusion_main}` has no variance, `{cfg.fusion_main}` x `{cfg.fusion_aux}`"
+                        " (TimePro-RL eq. 2)")  # fmt: skip
+        rows.append(("rewards", rewards))
+    if state is not None:
+        rows.append(("steps", str(state.global_step)))
+        last = {}
+        for entry in state.log_history:
+            last.update({k: v for k, v in entry.items() if isinstance(v, (int, float)) and k not in ("step", "epoch")})
+        shown = [
+            k for k in ("loss", "train_loss", "reward", "mean_token_accuracy", "frac_reward_zero_std") if k in last
+        ]
+        if shown:
+            rows.append(("last logged", ", ".join(f"{k} {last[k]:.4g}" for k in shown)))
+    styles = {str(info.get("answer_style")), str(cfg.timestamp_spec().mode)}
+    papers = [text for key, text in PAPERS.items() if key in styles or key in str(getattr(cfg, "recipe_path", ""))]
+    header = ["---", "library_name: transformers", *([f"base_model: {hub_base}"] if hub_base else []),
+              "tags:", "- rl_audio", "- trl", f"- {stage.lower()}", "- audio-language-model", "- temporal-grounding",
+              "---", ""]  # fmt: skip
+    lines = [*header, f"# {Path(cfg.output_dir).name}", "",
+             f"{stage} checkpoint of `{base}`, trained with rl_audio on Hugging Face TRL.", "",
+             "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], "",
+             "## Use", "", "It loads like its base model: `rl_audio.json` records the timestamp layout and answer style that",
+             "prompts must follow, and `python -m rl_audio.evaluate --model_name_or_path <this folder>` scores it.",
+             "Continue with GRPO by setting `model_name_or_path` to this folder.", ""]  # fmt: skip
+    if papers:
+        lines += ["## Methods", "", *[f"- {text}" for text in papers], ""]
+    return "\n".join(lines)
+
+
+def write_checkpoint_card(trainer, stage: str) -> None:
+    """Write :func:`model_card` to ``output_dir/README.md``, where TRL's trainers write their own card with every
+    checkpoint (its text names none of the base model, recipe, timestamps or rewards)."""
+    if not trainer.is_world_process_zero():
+        return
+    cfg = trainer.args
+    info = {"stage": stage, "base_model": cfg.model_name_or_path, "answer_style": cfg.answer_style,
+            "rewards": list(getattr(cfg, "rewards", None) or []), "lora_adapter": getattr(cfg, "use_peft", False)}  # fmt: skip
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    (Path(cfg.output_dir) / "README.md").write_text(model_card(cfg, info, trainer.state))
 
 
 def _merge_adapter(cfg, adapter_dir: Path, final: Path) -> None:

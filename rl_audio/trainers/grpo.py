@@ -81,6 +81,12 @@ def _reference_model_from(factory):
 
 
 class AudioGRPOTrainer(GRPOTrainer):
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """rl_audio's card (base model, recipe, timestamps, rewards, papers) instead of TRL's generic one."""
+        from ..runs import write_checkpoint_card
+
+        write_checkpoint_card(self, "grpo")
+
     def __init__(self, *args, builder: PromptBuilder, reference_factory=None, fusion=None, **kwargs):
         targs = kwargs["args"]
         if targs.use_vllm:

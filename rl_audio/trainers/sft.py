@@ -52,6 +52,12 @@ class AudioSFTTrainer(SFTTrainer):
     families do not return). Loss: mean NLL over target tokens, normalised over the whole accumulated batch when
     transformers passes `num_items_in_batch`."""
 
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """rl_audio's card (base model, recipe, timestamps, rewards, papers) instead of TRL's generic one."""
+        from ..runs import write_checkpoint_card
+
+        write_checkpoint_card(self, "sft")
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"}

@@ -38,6 +38,9 @@ def test_cpu_recipe_runs_through_accelerate(tmp_path, recipe):
     )  # fmt: skip
     info = json.loads((out / "final" / "rl_audio.json").read_text())
     assert info["stage"] == "grpo"
+    card = (out / "final" / "README.md").read_text()
+    assert "GRPO checkpoint of" in card and "[None]" not in card and f"`{recipe}`" in card
+    assert "| rewards |" in card and all(f"`{name}`" in card for name in info["rewards"])
     steps = logged_steps(out)
     assert [h["step"] for h in steps] == [1, 2]
     assert all(any(k.startswith("rewards/") and k.endswith("/mean") for k in h) for h in steps)

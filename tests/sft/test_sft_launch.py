@@ -48,6 +48,11 @@ def test_cpu_recipe_through_accelerate(tmp_path, name, default_data_args, sta_ma
     info = json.loads((final / "rl_audio.json").read_text())
     assert info["stage"] == "sft" and info["answer_style"] == ("timepro" if name == "timepro_sft" else "spotsound")
     spec = TimestampSpec(**info["timestamps"])
+    for card in (final / "README.md", out / "README.md"):  # rl_audio's card, not TRL's "fine-tuned version of [None]"
+        text = card.read_text()
+        assert "[None]" not in text and "SFT checkpoint of" in text and f"`recipes/cpu/{name}.yaml`" in text
+        assert "| timestamps |" in text and "| steps | 2 |" in text
+    assert ("TimePro-RL (arXiv:2604.13715)" in text) == (name == "timepro_sft")
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and [h["step"] for h in state["log_history"] if "loss" in h] == [1, 2]
     lm = load_model(str(final), timestamps=spec)  # a plain checkpoint: grpo and evaluate load it the same way
