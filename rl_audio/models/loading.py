@@ -29,10 +29,38 @@ class LoadedModel:
     freezer: RowFreezer | None
 
 
+def _offline() -> bool:
+    return any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
 def _check_path(path: str) -> None:
+    """A local path must exist; a hub id not in the local cache fails at once when offline, and otherwise says that
+    transformers is about to download it (rather than five silent retries and a generic OSError)."""
     looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
     if looks_local and not os.path.isdir(os.path.expanduser(path)):
         raise FileNotFoundError(f"model path {path!r} does not exist (model_name_or_path in the recipe)")
+    if looks_local or os.path.isdir(path):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(path, "config.json")
+    if isinstance(cached, str):
+        return
+    where = constants.HF_HUB_CACHE
+    if _offline():
+        raise FileNotFoundError(
+            f"model {path!r} is not a local directory and not in the Hugging Face cache ({where}), and the hub is "
+            f"off (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): download it on a machine with network access "
+            f"(`huggingface-cli download {path} --local-dir /models/{path.split('/')[-1]}`) and set "
+            "model_name_or_path to that directory"
+        )
+    logger.warning(
+        "model %r is not a local directory and not in the Hugging Face cache (%s): transformers will download it "
+        "from the hub now (about 15 GB for a 7B model in bfloat16). Set HF_HUB_OFFLINE=1 to fail instead.",
+        path, where,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
