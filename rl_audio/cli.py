@@ -200,8 +200,18 @@ def parse_recipe(cls, argv: list[str] | None = None):
 
 
 def help_text(cls) -> str:
-    lines = [f"usage: python -m <entry> RECIPE.yaml [--key value ...]   ({cls.__name__})", ""]
+    """Usage line with the entry point's module, then each documented key. Keys a config accepts only so that one
+    recipe can serve several entry points (``cls.UNUSED_KEYS``: evaluation's training keys) are named apart."""
+    entry = getattr(cls, "ENTRY", "rl_audio.<entry>")
+    unused = set(getattr(cls, "UNUSED_KEYS", ()))
+    lines = [f"usage: python -m {entry} [RECIPE.yaml] [--key value ...]   ({cls.__name__})", "",
+             "Keys (a recipe's YAML keys, or --key value on the command line, which wins):"]  # fmt: skip
     for f in dataclasses.fields(cls):
-        if f.init and "help" in f.metadata:
+        if f.init and "help" in f.metadata and f.name not in unused:
             lines.append(f"  --{f.name}: {f.metadata['help']}")
+    if unused:
+        lines += [
+            "",
+            "Accepted so that a training recipe can be reused here, and ignored: " + ", ".join(sorted(unused)),
+        ]
     return "\n".join(lines)

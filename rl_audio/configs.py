@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl import GRPOConfig, SFTConfig
 
@@ -160,6 +161,8 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
     """`trl.SFTConfig` plus the audio arguments. Rows are turned into model inputs by the audio collator, so TRL's
     text dataset preparation is skipped and every manifest column is kept for it."""
 
+    ENTRY: ClassVar[str] = "rl_audio.sft"
+
     def __post_init__(self):
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
         self.remove_unused_columns = False
@@ -179,6 +182,8 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
 @dataclass
 class AudioGRPOConfig(GRPOConfig, AudioArguments):
     """`trl.GRPOConfig` plus the audio arguments, the reward set and TimePro-RL's variance-gated fusion."""
+
+    ENTRY: ClassVar[str] = "rl_audio.grpo"
 
     rewards: list[str] = field(
         default_factory=lambda: ["eb_f1", "miou"],

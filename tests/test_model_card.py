@@ -24,3 +24,21 @@ def test_sft_card_with_a_hub_base_model():
     card = model_card(cfg, {"stage": "sft", "base_model": cfg.model_name_or_path, "answer_style": cfg.answer_style})
     assert "base_model: Qwen/Qwen2-Audio-7B-Instruct" in card and "SFT checkpoint of" in card
     assert "SpotSound (arXiv:2604.13023)" in card and "| rewards |" not in card
+
+
+def test_help_names_the_entry_point_and_sets_training_keys_apart(capsys):
+    import pytest
+
+    from rl_audio.evaluate.config import AudioEvalConfig
+
+    for cls, entry in (
+        (AudioEvalConfig, "rl_audio.evaluate"),
+        (AudioSFTConfig, "rl_audio.sft"),
+        (AudioGRPOConfig, "rl_audio.grpo"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_recipe(cls, ["--help"])
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: python -m {entry} [RECIPE.yaml]") and "<entry>" not in text
+        assert ("  --use_peft:" in text) == (cls is not AudioEvalConfig)
+        assert ("reused here, and ignored: " in text) == (cls is AudioEvalConfig)

@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..configs import SPEC_KEYS, AudioArguments
 from ..runs import RUN_INFO
@@ -22,6 +23,12 @@ logger = logging.getLogger(__name__)
 @dataclass
 class AudioEvalConfig(AudioArguments):
     """Evaluation of one model on one or more manifests (`python -m rl_audio.evaluate RECIPE.yaml`)."""
+
+    ENTRY: ClassVar[str] = "rl_audio.evaluate"
+    UNUSED_KEYS: ClassVar[tuple[str, ...]] = (
+        "trainable_modules", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+        "train_manifests",
+    )  # fmt: skip
 
     timestamp_mode: str | None = field(
         default=None,
