@@ -68,7 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-clip", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-missing", action="store_true", help="clips without a valid negative query get none")
+    p.add_argument(
+        "--pool-from",
+        nargs="+",
+        default=[],
+        metavar="MANIFEST",
+        help="also draw negative queries from these manifests' grounding/existence queries (SpotSound §3.1 draws "
+        "them from one global pool over all training corpora)",
+    )
     return parser
+
+
+def _pool_queries(paths: list[str]) -> list[str]:
+    """Queries of the grounding and existence rows of other manifests, for a global negative pool."""
+    queries = []
+    for path in paths:
+        queries += [r["query"] for r in load_manifest(path) if r["task"] in ("grounding", "existence") and r["query"]]
+    return queries
 
 
 def _options(args) -> dict:
@@ -87,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.format == "negatives":
             rows, counts = add_negatives_with_report(
-                load_manifest(args.input), seed=args.seed, per_clip=args.per_clip, skip_missing=args.skip_missing
+                load_manifest(args.input),
+                seed=args.seed,
+                per_clip=args.per_clip,
+                skip_missing=args.skip_missing,
+                extra_queries=_pool_queries(args.pool_from),
             )
             skipped = {"no_negative": counts["skipped_no_negative"]} if counts["skipped_no_negative"] else {}
         else:

@@ -202,3 +202,20 @@ def test_cli_negatives_on_a_manifest(tmp_path, wav, write, capsys):
     assert sum(r["task"] == "existence" and r["exists"] is False for r in rows) == 2
     assert all(r["windows"] for r in rows if r["task"] == "grounding")  # no grounding row about an absent event
     assert "negative queries (existence, exists false): 2" in capsys.readouterr().out
+
+
+def test_cli_negatives_draw_from_a_global_pool(tmp_path, wav, write):
+    # one clip alone has no negative query to draw from its own manifest; another manifest's queries supply it
+    wav("c1.wav", 4.0)
+    wav("c3.wav", 4.0)
+    only = tmp_path / "only.jsonl"
+    other = tmp_path / "other.jsonl"
+    source = _cm(write, [_item(1, query="water flows")])
+    assert main(["clotho-moment", str(source), "--audio-dir", str(tmp_path / "audio"), "--out", str(only)]) == 0
+    source = _cm(write, [_item(3, vid="c3", query="a dog barks loudly")])
+    assert main(["clotho-moment", str(source), "--audio-dir", str(tmp_path / "audio"), "--out", str(other)]) == 0
+    out = tmp_path / "neg.jsonl"
+    assert main(["negatives", str(only), "--out", str(out)]) == 1  # no valid negative in a pool of one query
+    assert main(["negatives", str(only), "--out", str(out), "--pool-from", str(other)]) == 0
+    (negative,) = [r for r in load_manifest(out) if r["task"] == "existence" and r["exists"] is False]
+    assert negative["query"] == "a dog barks loudly"
