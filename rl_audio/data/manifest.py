@@ -245,9 +245,19 @@ def write_manifest(rows: Iterable[dict], path: str | os.PathLike, *, relative_au
             if audio.is_relative_to(base):
                 clean["audio"] = audio.relative_to(base).as_posix()
         lines.append(json.dumps(clean, ensure_ascii=False, allow_nan=False))
+    data = "".join(line + "\n" for line in lines)
+    try:
+        encoded = data.encode("utf-8")  # before any file is touched: a lone surrogate fails here, leaving nothing
+    except UnicodeEncodeError as err:
+        row = data.count("\n", 0, err.start)
+        raise ValueError(f"cannot write row {row} to {path}: text that is not valid Unicode ({err.reason})") from None
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(encoded)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -123,3 +123,13 @@ def test_fuzzed_bytes_load_or_raise_a_manifest_error(folder, chunks):
         load_manifest(path)
     except ManifestError as err:
         assert str(err).startswith(f"{path}:") or str(err).startswith(f"{path}: the manifest has no rows")
+
+
+def test_write_manifest_with_a_lone_surrogate_writes_nothing(tmp_path):
+    from rl_audio.data import write_manifest
+
+    (tmp_path / "a.wav").write_bytes(b"")
+    rows = [dict(GOOD, audio=str(tmp_path / "a.wav")), dict(GOOD, id="bad\ud800", audio=str(tmp_path / "a.wav"))]
+    with pytest.raises(ValueError, match="cannot write row 1 .*not valid Unicode"):
+        write_manifest(rows, tmp_path / "out.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]  # no manifest, no .tmp
