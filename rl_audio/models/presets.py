@@ -45,7 +45,7 @@ from .tokenizer import CHATML_TEMPLATE, build_tokenizer
 
 logger = logging.getLogger(__name__)
 
-PRESET_VERSION = 2  # 2: He-initialised encoder convolutions; the mini presets
+PRESET_VERSION = 3  # 2: He-initialised encoder convolutions; the mini presets; 3: captions in the BPE corpus
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class PresetSpec:
 
 # Whisper tiny.en's encoder geometry (its CTranslate2 config and variables; ct2.whisper_encoder_dims checks them).
 _WHISPER_TINY = {"enc_layers": 4, "enc_width": 384, "enc_heads": 6, "mel_bins": 80, "encoder": "whisper-tiny.en"}
-_MINI_LM = {"lm_layers": 4, "lm_width": 128, "lm_ffn": 512, "heads": 4, "kv_heads": 2, "vocab": 400}
+# vocab 1,000 (677 used): the default data's caption words are single tokens (rl_audio.models.tokenizer)
+_MINI_LM = {"lm_layers": 4, "lm_width": 128, "lm_ffn": 512, "heads": 4, "kv_heads": 2, "vocab": 1000}
 
 
 PRESETS: dict[str, PresetSpec] = {
