@@ -12,6 +12,7 @@ from trl import SFTTrainer
 from ..data import load_audio, render_question, render_target
 from ..models.base import AudioBatch
 from ..models.prompting import IGNORE_INDEX, PromptBuilder
+from .resume import ExactResumeMixin
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return (nll * mask).sum(), mask.sum(), correct.sum()
 
 
-class AudioSFTTrainer(SFTTrainer):
+class AudioSFTTrainer(ExactResumeMixin, SFTTrainer):
     """SFTTrainer whose loss is computed from the logits (the fused-head path of TRL needs outputs the audio
     families do not return). Loss: mean NLL over target tokens, normalised over the whole accumulated batch when
     transformers passes `num_items_in_batch`."""
