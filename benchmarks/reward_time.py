@@ -27,15 +27,9 @@ import numpy as np  # noqa: E402
 
 import rewards  # noqa: E402
 from rewards.audiology import AudiologyVerify  # noqa: E402
+from rewards.examples import EXAMPLE_COLUMNS  # noqa: E402
 
-COLUMNS = {
-    "grounding": {"windows": [[1.0, 3.0], [5.0, 6.0]], "query": "a dog barks", "duration": 10.0},
-    "existence": {"exists": True, "query": "a dog barks"},
-    "sed": {"events": [{"onset": 1.2, "offset": 3.4, "label": "dog"}, {"onset": 0, "offset": 1, "label": "cat"}]},
-    "dac": {"events": [{"onset": 1.2, "offset": 3.4, "label": "a dog barks loudly"}], "duration": 10.0},
-    "sta": {"windows": [[1.2, 3.4]], "query": "hello world"},
-    "qa": {"answer": "a cat", "choices": ["a dog", "a cat", "birds", "rain"]},
-}
+COLUMNS = EXAMPLE_COLUMNS
 AUDIO = {"array": np.zeros(16_000 * 10, dtype=np.float32), "sampling_rate": 16_000}
 TYPICAL = "From 1.20 seconds to 3.40 seconds."
 FRAGMENTS = [

@@ -9,16 +9,10 @@ from hypothesis import strategies as st
 
 import rewards
 from rewards.audiology import AudiologyVerify
+from rewards.examples import EXAMPLE_COLUMNS
 from rewards.parsing import parse_choice, parse_events, parse_grounding, parse_steps, parse_windows, parse_yes_no
 
-COLUMNS = {
-    "grounding": {"windows": [[1.0, 3.0], [5.0, 6.0]], "query": "a dog barks", "duration": 10.0},
-    "existence": {"exists": True, "query": "a dog barks"},
-    "sed": {"events": [{"onset": 1.2, "offset": 3.4, "label": "dog"}, {"onset": 0, "offset": 1, "label": "cat"}]},
-    "dac": {"events": [{"onset": 1.2, "offset": 3.4, "label": "a dog barks loudly"}], "duration": 10.0},
-    "sta": {"windows": [[1.2, 3.4]], "query": "hello world"},
-    "qa": {"answer": "a cat", "choices": ["a dog", "a cat", "birds", "rain"]},
-}
+COLUMNS = EXAMPLE_COLUMNS
 ALL_COLUMNS = ("windows", "query", "duration", "exists", "events", "answer", "choices", "audio")
 AUDIO = {"array": np.zeros(16_000 * 4, dtype=np.float32), "sampling_rate": 16_000}
 
