@@ -45,7 +45,10 @@ def _check_path(path: str) -> None:
         return
     from huggingface_hub import constants, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(path, "config.json")
+    try:
+        cached = try_to_load_from_cache(path, "config.json")
+    except ValueError:  # not a valid hub id either (HFValidationError): transformers' own error names it
+        return
     if isinstance(cached, str):
         return
     where = constants.HF_HUB_CACHE
