@@ -44,9 +44,11 @@ def describe_skipped(skipped: list[Path]) -> str:
     return f"{len(skipped)} file(s) skipped (extension not among those libsndfile decodes): {names}"
 
 
-def list_audio_files(folder: str | os.PathLike) -> list[Path]:
-    """Audio files under ``folder`` (any depth, hidden files aside), sorted; other files are named in a warning."""
+def list_audio_files(folder: str | os.PathLike, *, expected: tuple[str, ...] = ()) -> list[Path]:
+    """Audio files under ``folder`` (any depth, hidden files aside), sorted; other files are named in a warning,
+    except those ending in one of ``expected`` (e.g. the transcripts that sit beside STA audio)."""
     audio, skipped = _split_files(folder)
+    skipped = [p for p in skipped if not p.name.lower().endswith(expected)] if expected else skipped
     if skipped:
         logger.warning("%s: %s", folder, describe_skipped(skipped))
     return audio

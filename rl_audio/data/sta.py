@@ -157,7 +157,7 @@ def sta_rows_for_file(transcript, audio: Path, rng, *, min_words=3, max_words=8,
 
 def _pair_files(whisper_dir, audio_dir) -> list[tuple[Path, Path | None]]:
     audio_by_stem: dict[str, Path] = {}
-    for path in list_audio_files(audio_dir):
+    for path in list_audio_files(audio_dir, expected=(".json",)):  # transcripts may sit beside the audio
         if path.stem in audio_by_stem:
             raise ValueError(f"two audio files share the stem {path.stem!r}: {audio_by_stem[path.stem]} and {path}")
         audio_by_stem[path.stem] = path
