@@ -277,9 +277,8 @@ class AudiologyVerify(RewardFunction):
 
     def _plan(self, text: str) -> list[Event]:
         try:
-            return parse_steps(text, raw=True)[
-                : self.max_steps
-            ]  # raw: a step before 0 s is not clipped into the audio
+            # raw: a step before 0 s is not clipped into the audio
+            return parse_steps(text, raw=True)[: self.max_steps]
         except (ArithmeticError, IndexError, RecursionError, TypeError, ValueError):
             logger.exception("reward %r could not parse steps of a completion; scoring it 0", self.__name__)
             return []

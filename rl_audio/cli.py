@@ -195,7 +195,7 @@ def parse_recipe(cls, argv: list[str] | None = None):
         raise RecipeError(f"invalid recipe: {e}") from e
     # where the run's settings came from, for the model card (not fields: TRL's arguments keep their own list)
     cfg.recipe_path = str(path) if path is not None else None
-    cfg.recipe_overrides = {k: v for k, v in overrides.items()}
+    cfg.recipe_overrides = overrides
     return cfg
 
 

@@ -233,6 +233,7 @@ def model_card(cfg, info: dict, state=None) -> str:
     metrics, how to load and evaluate it, and the papers whose methods it follows (TRL's own card names none of
     these)."""
     stage = str(info.get("stage", "checkpoint")).upper()
+    spec = cfg.timestamp_spec()
     base = str(info.get("base_model") or cfg.model_name_or_path)
     hub_base = base if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not Path(base).exists() else None
     rows = [
@@ -246,7 +247,7 @@ def model_card(cfg, info: dict, state=None) -> str:
     rows += [
         ("tasks", ", ".join(getattr(cfg, "tasks", None) or ["(all in the manifests)"])),
         ("answer style", str(info.get("answer_style"))),
-        ("timestamps", _timestamp_text(cfg.timestamp_spec())),
+        ("timestamps", _timestamp_text(spec)),
         ("audio encoder", "frozen" if getattr(cfg, "freeze_audio_encoder", False) else "trained"),
         ("LoRA", f"r {cfg.lora_r}, alpha {cfg.lora_alpha}" if info.get("lora_adapter") else "no (full weights)"),
     ]
@@ -267,7 +268,7 @@ def model_card(cfg, info: dict, state=None) -> str:
         ]
         if shown:
             rows.append(("last logged", ", ".join(f"{k} {last[k]:.4g}" for k in shown)))
-    styles = {str(info.get("answer_style")), str(cfg.timestamp_spec().mode)}
+    styles = {str(info.get("answer_style")), spec.mode}
     papers = [text for key, text in PAPERS.items() if key in styles or key in str(getattr(cfg, "recipe_path", ""))]
     header = ["---", "library_name: transformers", *([f"base_model: {hub_base}"] if hub_base else []),
               "tags:", "- rl_audio", "- trl", f"- {stage.lower()}", "- audio-language-model", "- temporal-grounding",

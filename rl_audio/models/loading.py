@@ -29,12 +29,6 @@ class LoadedModel:
     freezer: RowFreezer | None
 
 
-def _offline() -> bool:
-    return any(
-        os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
 def _check_path(path: str) -> None:
     """A local path must exist; a hub id not in the local cache fails at once when offline, and otherwise says that
     transformers is about to download it (rather than five silent retries and a generic OSError)."""
@@ -52,7 +46,7 @@ def _check_path(path: str) -> None:
     if isinstance(cached, str):
         return
     where = constants.HF_HUB_CACHE
-    if _offline():
+    if constants.is_offline_mode():  # what transformers' own hub calls obey
         raise FileNotFoundError(
             f"model {path!r} is not a local directory and not in the Hugging Face cache ({where}), and the hub is "
             f"off (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): download it on a machine with network access "

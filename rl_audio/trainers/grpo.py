@@ -26,6 +26,7 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 from ..data import load_audio
 from ..models.base import AudioBatch
 from ..models.prompting import PromptBuilder
+from .card import ModelCardMixin
 from .resume import ExactResumeMixin
 
 logger = logging.getLogger(__name__)
@@ -81,12 +82,8 @@ def _reference_model_from(factory):
         trl_grpo.create_model_from_path = original
 
 
-class AudioGRPOTrainer(ExactResumeMixin, GRPOTrainer):
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """rl_audio's card (base model, recipe, timestamps, rewards, papers) instead of TRL's generic one."""
-        from ..runs import write_checkpoint_card
-
-        write_checkpoint_card(self, "grpo")
+class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
+    card_stage = "grpo"
 
     def __init__(self, *args, builder: PromptBuilder, reference_factory=None, fusion=None, **kwargs):
         targs = kwargs["args"]

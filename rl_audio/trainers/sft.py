@@ -12,6 +12,7 @@ from trl import SFTTrainer
 from ..data import load_audio, render_question, render_target
 from ..models.base import AudioBatch
 from ..models.prompting import IGNORE_INDEX, PromptBuilder
+from .card import ModelCardMixin
 from .resume import ExactResumeMixin
 
 logger = logging.getLogger(__name__)
@@ -48,16 +49,12 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return (nll * mask).sum(), mask.sum(), correct.sum()
 
 
-class AudioSFTTrainer(ExactResumeMixin, SFTTrainer):
+class AudioSFTTrainer(ExactResumeMixin, ModelCardMixin, SFTTrainer):
     """SFTTrainer whose loss is computed from the logits (the fused-head path of TRL needs outputs the audio
     families do not return). Loss: mean NLL over target tokens, normalised over the whole accumulated batch when
     transformers passes `num_items_in_batch`."""
 
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """rl_audio's card (base model, recipe, timestamps, rewards, papers) instead of TRL's generic one."""
-        from ..runs import write_checkpoint_card
-
-        write_checkpoint_card(self, "sft")
+    card_stage = "sft"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]

@@ -10,7 +10,9 @@ MISSING = "nobody-here/not-a-cached-model"
 
 
 def test_offline_uncached_hub_id_fails_at_once(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # HF_HUB_OFFLINE=1, read when huggingface_hub loads
     with pytest.raises(FileNotFoundError) as info:
         load_model(MISSING)
     message = str(info.value)
@@ -18,8 +20,9 @@ def test_offline_uncached_hub_id_fails_at_once(monkeypatch):
 
 
 def test_online_uncached_hub_id_warns_before_downloading(monkeypatch, caplog):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     with caplog.at_level(logging.WARNING):
         _check_path(MISSING)  # returns: transformers then downloads (not exercised here)
     assert "will download it from the hub" in caplog.text
