@@ -44,7 +44,8 @@ class AudioArguments:
         default=True,
         metadata={
             "help": "Reuse a frozen audio encoder's output per distinct window (across epochs, GRPO groups and "
-            "passes); Qwen2-Audio. Off: the encoder runs on every pass."
+            "passes, shared by policy and reference), up to the aligner, every family. Off: the encoder runs on "
+            "every pass."
         },
     )
     trainable_modules: list[str] = field(

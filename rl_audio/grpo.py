@@ -57,6 +57,11 @@ def build_trainer(cfg: AudioGRPOConfig):
 
     def reference():
         ref = load_model_for(cfg, lm.path)
+        shared = lm.adapter.encoder_cache(lm.model)
+        if shared is not None:
+            # The same encoder weights as the policy's: while the policy's encoder is frozen, one cache serves both
+            # (a policy whose encoder trains never reads it).
+            ref.adapter.enable_encoder_cache(ref.model, shared)
         return ref.model.requires_grad_(False)  # never trained: its encoder output can be cached
 
     trainer = AudioGRPOTrainer(

@@ -15,6 +15,7 @@ features are concatenated in time order. Each window is one entry of the encoder
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -133,6 +134,27 @@ class AudioLMAdapter:
     def language_model(model) -> torch.nn.Module:
         return _unwrap(model).model.language_model
 
+    # The `encoder_cache.TowerCache` subclass that reads this family's audio tower calls; None: no cache.
+    tower_cache: type | None = None
+
+    def enable_encoder_cache(self, model, cache=None):
+        """Reuse the frozen encoder's output per window (`encoder_cache.py`); pass `cache` to share one between
+        models with the same frozen encoder (policy and reference). Returns the cache, or None for no cache."""
+        from .encoder_cache import EncoderCache, install_tower_cache
+
+        if self.tower_cache is None:
+            logger.debug("no audio-feature cache for the %s family: the encoder runs on every pass", self.family)
+            return None
+        return install_tower_cache(
+            self.audio_encoder(model), self.tower_cache, cache if cache is not None else EncoderCache()
+        )
+
+    def encoder_cache(self, model):
+        """The cache `enable_encoder_cache` set on `model`, or None."""
+        from .encoder_cache import tower_cache
+
+        return tower_cache(self.audio_encoder(model))
+
     # ---- audio ---------------------------------------------------------------------------------------------
     def reserved_token_ids(self) -> list[int]:
         """Tokens a model must never generate: its audio placeholder and audio wrapper tokens. A generated
@@ -171,7 +193,19 @@ class AudioLMAdapter:
         return [encoder_output_length(math.ceil(n / hop)) for n in lengths]
 
     def encode_audio(self, wavs: list[np.ndarray]) -> tuple[AudioBatch, list[list[int]]]:
-        """Log-mel features per window for each waveform, and the feature count of each window."""
+        """Log-mel features per window for each waveform, and the feature count of each window.
+
+        A waveform passed several times (the same array object: a GRPO group repeats its prompt G times) is
+        featurised once and its rows copied.
+        """
+        first: dict[int, int] = {}
+        for i, w in enumerate(wavs):
+            first.setdefault(id(w), i)
+        if len(first) < len(wavs):
+            audio, counts = self.encode_audio([wavs[i] for i in first.values()])
+            row = {key: j for j, key in enumerate(first)}
+            pick = [row[id(w)] for w in wavs]
+            return audio[torch.tensor(pick)], [counts[j] for j in pick]
         per_sample = [self.split_windows(np.asarray(w, dtype=np.float32)) for w in wavs]
         flat = [w for ws in per_sample for w in ws]
         # Pad every window to exactly `window_seconds`, not to the extractor's own `n_samples`: a Qwen2.5-Omni
@@ -207,6 +241,30 @@ class AudioLMAdapter:
         if dtype is not None and feats.is_floating_point():
             feats = feats.to(dtype)
         return {"input_features": feats, self.frame_mask_key: mask}
+
+
+@contextlib.contextmanager
+def last_logits_only(model, keep: int):
+    """Within the block, `model`'s LM head sees only the last `keep` positions: (B, T, D) -> logits (B, keep, V).
+
+    A log-prob pass needs the logits of the completion only, but Qwen2-Audio's and the Qwen2.5-Omni thinker's
+    forwards (transformers 5.24) take no `logits_to_keep` and would compute (B, T, V) over the whole audio prompt
+    (V = 152k on the real models). A forward pre-hook on the head (`get_output_embeddings()`) slices its input
+    instead, the same for every family, under PEFT, DDP and DeepSpeed wrappers alike.
+    """
+    base = _unwrap(getattr(model, "module", model))  # DDP / DeepSpeed engine, then PEFT
+    head = base.get_output_embeddings()
+
+    def slice_input(module, args):
+        if args and args[0].dim() == 3 and args[0].shape[1] > keep:
+            return (args[0][:, -keep:, :], *args[1:])
+        return None
+
+    handle = head.register_forward_pre_hook(slice_input)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _unwrap(model):

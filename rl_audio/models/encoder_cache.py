@@ -7,7 +7,12 @@ features and valid length and keeps the encoder's output, so each distinct windo
 
 It is used only while the encoder has no trainable parameter and computes deterministically (eval mode, or no
 dropout in its config); otherwise every call runs the encoder, so gradients through a trained encoder stay exact.
-Turn it off with `cache_audio_features: false`.
+What is cached stops before the aligner (the projection into the language model), which may train: the aligner
+runs on every pass. Turn it off with `cache_audio_features: false`.
+
+Qwen2-Audio reads the cache in its own merge (`families.Qwen2AudioTimestampModel`); Audio Flamingo 3 and the
+Qwen2.5-Omni thinker use the stock transformers classes, whose audio tower gets a `TowerCache` as its `forward` on
+the instance (the weights, their names and the saved files are untouched).
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ logger = logging.getLogger(__name__)
 _DROPOUT_KEYS = ("dropout", "attention_dropout", "activation_dropout")
 
 
-def encoder_is_frozen(encoder: torch.nn.Module) -> bool:
-    """True when `encoder` cannot change and gives the same output for the same input."""
-    if any(p.requires_grad for p in encoder.parameters()):
+def encoder_is_frozen(encoder: torch.nn.Module, *, except_: torch.nn.Module | None = None) -> bool:
+    """True when `encoder` (leaving out its submodule `except_`) cannot change and gives the same output per input."""
+    skip = {id(p) for p in except_.parameters()} if except_ is not None else set()
+    if any(p.requires_grad for p in encoder.parameters() if id(p) not in skip):
         return False
     if not encoder.training:
         return True
@@ -52,8 +58,24 @@ class EncoderCache:
         """Hash of one window's features (n_mels, n_frames), its valid length, dtype and shape."""
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{tuple(features.shape)}|{features.dtype}|{int(length)}".encode())
-        h.update(features.detach().contiguous().cpu().numpy().tobytes())
+        # raw bytes, so that any dtype hashes (numpy has no bfloat16)
+        h.update(features.detach().contiguous().view(torch.uint8).cpu().numpy().tobytes())
         return h.digest()
+
+    def lookup(self, keys: list[bytes], run: Callable[[torch.Tensor], list[torch.Tensor]], device) -> list:
+        """The stored output of each key, running `run(indices)` (a list of outputs) on the keys not seen before."""
+        found = {k: self._store[k] for k in keys if k in self._store}
+        todo = [keys.index(k) for k in dict.fromkeys(keys) if k not in found]  # a repeated window is encoded once
+        if todo:
+            with torch.no_grad():  # frozen: no graph to keep
+                out = run(torch.tensor(todo, device=device))
+            for j, i in enumerate(todo):
+                found[keys[i]] = out[j].detach().clone()  # a copy: a view would keep the whole batch output alive
+        for k in found:
+            self._put(k, found[k])
+        self.misses += len(todo)
+        self.hits += len(keys) - len(todo)
+        return [found[k] for k in keys]
 
     def encode(
         self,
@@ -67,17 +89,7 @@ class EncoderCache:
         output (len(idx), T_enc, D) of windows `idx`. Returns (W, T_enc, D).
         """
         keys = [self.key(features[i], int(lengths[i])) for i in range(features.shape[0])]
-        found = {k: self._store[k] for k in keys if k in self._store}
-        todo = [keys.index(k) for k in dict.fromkeys(keys) if k not in found]  # a repeated window is encoded once
-        if todo:
-            out = run(torch.tensor(todo, device=features.device)).detach()  # (len(todo), T_enc, D)
-            for j, i in enumerate(todo):
-                found[keys[i]] = out[j].clone()  # a copy: a view would keep the whole batch output alive
-        for k in found:
-            self._put(k, found[k])
-        self.misses += len(todo)
-        self.hits += len(keys) - len(todo)
-        return torch.stack([found[k] for k in keys])
+        return torch.stack(self.lookup(keys, lambda idx: list(run(idx)), features.device))
 
     def _put(self, key: bytes, value: torch.Tensor) -> None:
         if key in self._store:
@@ -88,3 +100,41 @@ class EncoderCache:
         while self._bytes > self.max_bytes and len(self._store) > 1:
             _, old = self._store.popitem(last=False)
             self._bytes -= old.numel() * old.element_size()
+
+
+class TowerCache:
+    """Stands in for an audio tower's `forward` (set on the instance) and reads `cache` while the tower is frozen.
+
+    It holds the module itself, not a bound method, so a deep copy of the model (TRL's reference model) gets a
+    wrapper of its own copied tower. Subclasses say how a call's windows are split, encoded and joined.
+    """
+
+    def __init__(self, tower: torch.nn.Module, cache: EncoderCache):
+        self.tower, self.cache = tower, cache
+
+    def __call__(self, *args, **kwargs):
+        run = type(self.tower).forward.__get__(self.tower)  # the class's forward, with its decorators
+        if kwargs.get("output_hidden_states") or kwargs.get("output_attentions") or not self.frozen():
+            return run(*args, **kwargs)
+        return self.cached(run, *args, **kwargs)
+
+    def frozen(self) -> bool:
+        return encoder_is_frozen(self.tower)
+
+    def cached(self, run, *args, **kwargs):
+        raise NotImplementedError
+
+
+def install_tower_cache(tower: torch.nn.Module, wrapper: type[TowerCache], cache: EncoderCache) -> EncoderCache:
+    """Give `tower` a `wrapper` over `cache` as its forward (once; a second call swaps the cache)."""
+    current = tower.__dict__.get("forward")
+    if isinstance(current, TowerCache):
+        current.cache = cache
+    else:
+        tower.forward = wrapper(tower, cache)
+    return cache
+
+
+def tower_cache(tower: torch.nn.Module) -> EncoderCache | None:
+    current = tower.__dict__.get("forward")
+    return current.cache if isinstance(current, TowerCache) else None

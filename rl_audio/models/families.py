@@ -11,9 +11,10 @@ from transformers import (
     Qwen2AudioForConditionalGeneration,
 )
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .base import AudioLMAdapter, _unwrap
-from .encoder_cache import EncoderCache, encoder_is_frozen
+from .encoder_cache import EncoderCache, TowerCache, encoder_is_frozen
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +28,10 @@ class Qwen2AudioTimestampModel(Qwen2AudioForConditionalGeneration):
     embeddings itself (the same `masked_scatter` the non-legacy path does) and hands the LM `inputs_embeds`.
     Weights and config are the stock ones: checkpoints load and save unchanged.
 
-    With `enable_audio_encoder_cache()` a frozen encoder's output is reused per window (`encoder_cache.py`).
+    With `Qwen2AudioAdapter.enable_encoder_cache` a frozen encoder's output is reused per window (`encoder_cache.py`).
     """
 
-    audio_encoder_cache: EncoderCache | None = None
-
-    def enable_audio_encoder_cache(self, max_bytes: int = 2**30) -> EncoderCache:
-        self.audio_encoder_cache = EncoderCache(max_bytes)
-        return self.audio_encoder_cache
+    audio_encoder_cache: EncoderCache | None = None  # set by `Qwen2AudioAdapter.enable_encoder_cache`
 
     def forward(self, input_ids=None, input_features=None, feature_attention_mask=None, inputs_embeds=None, **kwargs):
         if inputs_embeds is None and input_features is not None and input_ids is not None and input_ids.shape[1] != 1:
@@ -96,6 +93,69 @@ class Qwen2AudioAdapter(AudioLMAdapter):
     def model_class(cls):
         return Qwen2AudioTimestampModel
 
+    def enable_encoder_cache(self, model, cache=None):
+        inner = _unwrap(model)
+        inner.audio_encoder_cache = (
+            cache if cache is not None else EncoderCache()
+        )  # read by `Qwen2AudioTimestampModel.merge_audio`
+        return inner.audio_encoder_cache
+
+    def encoder_cache(self, model):
+        return getattr(_unwrap(model), "audio_encoder_cache", None)
+
+
+class _WindowTowerCache(TowerCache):
+    """Audio Flamingo 3's tower: `(input_features (W, n_mels, n_frames), input_features_mask (W, n_frames))` ->
+    `last_hidden_state (W, T_enc, D)`; the projector (the aligner) is outside the tower."""
+
+    def cached(self, run, input_features, input_features_mask=None, **kwargs):
+        if input_features_mask is None:
+            return run(input_features, input_features_mask, **kwargs)
+        hidden = self.cache.encode(
+            input_features,
+            input_features_mask.sum(-1),
+            lambda idx: (
+                run(input_features[idx], input_features_mask=input_features_mask[idx], **kwargs).last_hidden_state
+            ),
+        )  # (W, T_enc, D)
+        return BaseModelOutputWithPooling(last_hidden_state=hidden)
+
+
+class _FlatTowerCache(TowerCache):
+    """The Qwen2.5-Omni thinker's tower: the valid frames of all windows side by side, `(n_mels, sum(feature_lens))`
+    -> `(sum(output lengths), D)`. Its last module `proj` is the aligner (it may train), so what is cached is the
+    output before it (`ln_post`), and `proj` runs on every pass."""
+
+    def frozen(self) -> bool:
+        return encoder_is_frozen(self.tower, except_=self.tower.proj)
+
+    def cached(self, run, input_features, feature_lens=None, aftercnn_lens=None, **kwargs):
+        if feature_lens is None:
+            return run(input_features, feature_lens=feature_lens, aftercnn_lens=aftercnn_lens, **kwargs)
+        tower = self.tower
+        lens = [int(n) for n in feature_lens]
+        windows = torch.split(input_features, lens, dim=1)  # (n_mels, n_i) each
+        keys = [EncoderCache.key(w, n) for w, n in zip(windows, lens)]
+
+        def encode(idx):
+            sub = feature_lens[idx]
+            captured = []
+            hook = tower.ln_post.register_forward_hook(lambda mod, args, out: captured.append(out))
+            try:
+                run(
+                    torch.cat([windows[i] for i in idx.tolist()], dim=1),
+                    feature_lens=sub,
+                    aftercnn_lens=None if aftercnn_lens is None else aftercnn_lens[idx],
+                    **kwargs,
+                )
+            finally:
+                hook.remove()
+            _, out_lens = tower._get_feat_extract_output_lengths(sub)
+            return list(torch.split(captured[0], out_lens.tolist()))  # (n_out_i, D) per window, before `proj`
+
+        hidden = tower.proj(torch.cat(self.cache.lookup(keys, encode, input_features.device)))  # (N, D)
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=hidden)
+
 
 class Qwen2_5OmniAdapter(AudioLMAdapter):
     """Qwen2.5-Omni thinker (the text-generating half; the talker is not used for RL on text answers).
@@ -109,6 +169,7 @@ class Qwen2_5OmniAdapter(AudioLMAdapter):
     audio_open = "<|audio_bos|>"
     audio_close = "<|audio_eos|>"
     frame_mask_key = "feature_attention_mask"
+    tower_cache = _FlatTowerCache
 
     @classmethod
     def model_class(cls):
@@ -143,6 +204,7 @@ class AudioFlamingo3Adapter(AudioLMAdapter):
     model_types = ("audioflamingo3",)
     frame_mask_key = "input_features_mask"
     max_windows = 20
+    tower_cache = _WindowTowerCache
 
     @classmethod
     def model_class(cls):

@@ -93,14 +93,6 @@ def load_adapter(path: str) -> AudioLMAdapter:
     return adapter_cls(tokenizer, feature_extractor)
 
 
-def _enable_encoder_cache(model, adapter) -> None:
-    enable = getattr(model, "enable_audio_encoder_cache", None)
-    if callable(enable):
-        enable()  # used only while the encoder is frozen (encoder_cache.encoder_is_frozen)
-    else:
-        logger.debug("no audio-feature cache for the %s family: the encoder runs on every pass", adapter.family)
-
-
 def load_model(
     name_or_path: str,
     *,
@@ -138,7 +130,7 @@ def load_model(
     if freeze_audio_encoder:
         adapter.audio_encoder(model).requires_grad_(False)
     if cache_audio_features:
-        _enable_encoder_cache(model, adapter)
+        adapter.enable_encoder_cache(model)  # read only while the encoder is frozen (encoder_cache.encoder_is_frozen)
     n = sum(p.numel() for p in model.parameters())
     logger.info("loaded %s (%s, %.1f M parameters) from %s", adapter.family, dtype, n / 1e6, path)
     return LoadedModel(model, adapter, path, ts_ids, freezer)

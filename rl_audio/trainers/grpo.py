@@ -7,7 +7,8 @@ TRL 1.16 passes images, not audio, to generation and to the log-prob passes. Thi
   audio tensors in the returned batch so that TRL's shuffling and splitting carry them along with each sample;
 - `_tokenize_prompts`: returns those ids and the family's audio tensors, which TRL hands to `generate`;
 - `_get_per_token_logps_and_entropies`: the policy, old-policy and reference passes, each slice of TRL's chunked
-  batch with the matching slice of audio (TRL's fused-head path needs outputs the audio families do not return);
+  batch with the matching slice of audio, the LM head run on the last `logits_to_keep + 1` positions only (TRL's
+  fused-head path needs outputs the audio families do not return);
 - `_calculate_rewards`: after TRL has gathered the rewards of all processes, applies TimePro-RL's variance-gated
   fusion (eq. 2) per group, so groups that span processes fuse exactly as on one process.
 """
@@ -24,7 +25,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from ..data import load_audio
-from ..models.base import AudioBatch
+from ..models.base import AudioBatch, last_logits_only
 from ..models.prompting import PromptBuilder
 from .card import ModelCardMixin
 from .resume import ExactResumeMixin
@@ -174,10 +175,11 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
             end = min(start + batch_size, input_ids.size(0))
             ids = input_ids[start:end]  # (b, T)
             audio_kwargs = self.builder.adapter.model_audio_kwargs(audio[start:end], dtype)
-            with self.accelerator.autocast():
+            # only the K + 1 positions that predict the completion reach the LM head, as TRL's own pass asks
+            with self.accelerator.autocast(), last_logits_only(model, logits_to_keep + 1):
                 logits = model(
                     input_ids=ids, attention_mask=attention_mask[start:end], use_cache=False, **audio_kwargs
-                ).logits
+                ).logits  # (b, K + 1, V)
             logits = logits[:, -logits_to_keep - 1 : -1, :] / self.temperature  # (b, K, V): predicts completion
             logps.append(selective_log_softmax(logits, ids[:, -logits_to_keep:]))
             if compute_entropy:

@@ -280,3 +280,35 @@ def test_starts_from_an_sft_lora_adapter(tmp_path, data_dir, reward_module):
     assert all(torch.allclose(state[k], reference[k], atol=1e-6) for k in state)
     assert any(p.requires_grad for p in lm.model.parameters())
     trainer.train()
+
+
+@pytest.mark.parametrize(
+    "preset", ["tiny-af3", pytest.param("tiny-qwen2-audio", marks=pytest.mark.slow), "tiny-qwen2.5-omni"]
+)
+def test_each_clip_is_encoded_once_across_generation_and_every_logprob_pass(tmp_path, data_dir, reward_module, preset):
+    """Frozen encoder: generation, the reference pass and the policy pass of all G copies of a prompt encode its
+    clip once (one cache shared by policy and reference); without the cache, every pass encodes every copy."""
+    runs = {}
+    for cache in ("true", "false"):
+        cfg = make_cfg(
+            tmp_path / cache, data_dir, "--model_name_or_path", preset, "--freeze_audio_encoder", "true",
+            "--beta", "0.04", "--cache_audio_features", cache,
+            "--rewards", f"[{reward_module}.spread, {reward_module}.record]",
+        )  # fmt: skip
+        trainer, lm = build_trainer(cfg)
+        work = []
+        for model in (trainer.model, trainer.ref_model):
+            tower = lm.adapter.audio_encoder(model)
+            tower.conv1.register_forward_hook(lambda mod, args, out, w=work: w.append(args[0].shape[0]))
+        trainer.train()
+        record = tmp_path / "record.jsonl"
+        ids = [i for line in record.read_text().splitlines() for i in json.loads(line)]
+        record.unlink()
+        runs[cache] = (work, ids, [h for h in trainer.state.log_history if "loss" in h])
+    work, ids, log = runs["true"]
+    assert len(ids) == 2 * 4 and len(work) == len(set(ids))  # one encoder run per distinct clip, over both steps
+    plain_work, plain_ids, plain_log = runs["false"]
+    assert plain_ids == ids and len(plain_work) >= 2 * 3  # generation, reference and policy passes, each step
+    for a, b in zip(log, plain_log):  # the same training, to float tolerance
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)

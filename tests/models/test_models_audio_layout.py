@@ -217,3 +217,19 @@ def test_windows_are_cut_and_padded_to_the_window_length(models, make_audio):
     assert counts == [[750, 125], [82]]
     assert audio.window_mask.tolist() == [[1, 1], [1, 0]]
     assert audio.frame_mask.sum(-1).tolist() == [[3000, 500], [330, 0]]
+
+
+def test_a_repeated_waveform_is_featurised_once(models, make_audio):
+    """A GRPO group passes its clip G times: one log-mel computation, the same rows as G separate copies."""
+    lm = models("tiny-qwen2-audio", "none")
+    a, b = make_audio(35.0, seed=1), make_audio(3.3, seed=2)
+    calls = []
+    extractor = lm.adapter.feature_extractor
+    adapter = type(lm.adapter)(lm.adapter.tokenizer, extractor)
+    adapter.feature_extractor = lambda flat, **kw: calls.append(len(flat)) or extractor(flat, **kw)
+    shared, counts = adapter.encode_audio([a, b, a, a, b])
+    copies, want = lm.adapter.encode_audio([a, b, a.copy(), a.copy(), b.copy()])
+    assert calls == [3]  # the two windows of `a` and the one of `b`
+    assert counts == want
+    for got, ref in zip(shared.to_dict().values(), copies.to_dict().values()):
+        torch.testing.assert_close(got, ref)

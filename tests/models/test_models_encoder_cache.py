@@ -1,65 +1,135 @@
-"""The frozen-encoder cache: same logits as without it, each distinct window encoded once, off while the encoder
-trains, and gradients through a trained encoder unchanged."""
+"""The frozen-encoder cache, on every family and timestamp mode: the same logits as without it, each distinct
+window encoded once, the aligner still trained through it, off while the encoder trains, and the LM head asked for
+the last positions only."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rl_audio.data import load_audio
+from rl_audio.models.base import last_logits_only
 from rl_audio.models.encoder_cache import EncoderCache, encoder_is_frozen
 from rl_audio.models.loading import load_model
 from rl_audio.models.prompting import PromptBuilder, pad_left
 from rl_audio.models.timestamps import TimestampSpec
 
+FAMILIES = ("tiny-qwen2-audio", "tiny-qwen2.5-omni", "tiny-af3")
+GRID = [
+    pytest.param(p, m, marks=() if m == "text" else pytest.mark.slow) for p in FAMILIES for m in ("text", "tokens")
+]
 
-def _batch(lm, wavs):
-    builder = PromptBuilder(lm.adapter, TimestampSpec("text"))
+
+def _spec(mode):
+    return TimestampSpec(mode, token_max=10.0) if mode == "tokens" else TimestampSpec(mode)
+
+
+def _batch(lm, wavs, mode="text"):
+    builder = PromptBuilder(lm.adapter, _spec(mode))
     enc = builder.encode_prompts(wavs, ["Where is the tone?"] * len(wavs))
     ids, attention = pad_left(enc.prompt_ids, lm.adapter.tokenizer.pad_token_id)
     return ids, attention, lm.adapter.model_audio_kwargs(enc.audio)
 
 
-def _counting(tower):
+def _encoder_work(lm):
+    """Batch sizes reaching the tower's first convolution: what the encoder really computed (a cache hit skips it)."""
     calls = []
-    tower.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    lm.adapter.audio_encoder(lm.model).conv1.register_forward_hook(
+        lambda mod, args, out: calls.append(args[0].shape[0])
+    )
     return calls
 
 
-def test_cache_gives_the_same_logits_and_encodes_each_window_once(write_wav):
-    wavs = [load_audio(write_wav(f"{i}.wav", 1.5 + i, seed=i)) for i in range(3)]
-    plain = load_model("tiny-qwen2-audio", freeze_audio_encoder=True, cache_audio_features=False)
-    cached = load_model("tiny-qwen2-audio", freeze_audio_encoder=True)
-    assert plain.model.audio_encoder_cache is None and isinstance(cached.model.audio_encoder_cache, EncoderCache)
-    calls = _counting(cached.adapter.audio_encoder(cached.model))
-    # a GRPO-like batch: each clip repeated, then the same clips again in another order
-    batch = [wavs[0], wavs[1], wavs[0], wavs[2], wavs[1]]
-    again = [wavs[2], wavs[0], wavs[1]]
+def _wavs(write_wav, n=3):
+    return [load_audio(write_wav(f"{i}.wav", 1.5 + i, seed=i)) for i in range(n)]
+
+
+@pytest.mark.parametrize("preset,mode", GRID)
+def test_cache_gives_the_same_logits_and_encodes_each_window_once(write_wav, preset, mode):
+    wavs = _wavs(write_wav)
+    plain = load_model(preset, timestamps=_spec(mode), freeze_audio_encoder=True, cache_audio_features=False)
+    cached = load_model(preset, timestamps=_spec(mode), freeze_audio_encoder=True)
+    assert plain.adapter.encoder_cache(plain.model) is None
+    cache = cached.adapter.encoder_cache(cached.model)
+    assert isinstance(cache, EncoderCache)
+    # what encoding the three distinct clips once costs, counted on the uncached model
+    once = _encoder_work(plain)
     with torch.no_grad():
-        for clips in (batch, again):
-            ids, attention, audio = _batch(plain, clips)
+        ids, attention, audio = _batch(plain, wavs, mode)
+        plain.model(input_ids=ids, attention_mask=attention, **audio)
+    expected, once[:] = list(once), []
+    work = _encoder_work(cached)
+    # a GRPO-like batch: each clip repeated, then the same clips again in another order
+    with torch.no_grad():
+        for clips in ([wavs[0], wavs[1], wavs[0], wavs[2], wavs[1]], [wavs[2], wavs[0], wavs[1]]):
+            ids, attention, audio = _batch(plain, clips, mode)
             want = plain.model(input_ids=ids, attention_mask=attention, **audio).logits
             got = cached.model(input_ids=ids, attention_mask=attention, **audio).logits
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    cache = cached.model.audio_encoder_cache
-    assert calls == [3]  # three distinct clips, one encoder call; the second batch hit the cache only
+    assert sum(work) == sum(expected)  # the three distinct clips were encoded once; everything else hit the cache
     assert (cache.misses, cache.hits, len(cache)) == (3, 5, 3)
 
 
-def test_cache_is_bypassed_while_the_encoder_trains(write_wav):
-    wavs = [load_audio(write_wav("a.wav", 1.2, seed=1)), load_audio(write_wav("b.wav", 2.0, seed=2))]
-    lm = load_model("tiny-qwen2-audio")  # encoder trainable
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_a_trained_aligner_gets_the_same_gradients_through_the_cache(write_wav, preset):
+    wavs = _wavs(write_wav, 2)
+    models = []
+    for cache in (False, True):
+        lm = load_model(preset, freeze_audio_encoder=True, cache_audio_features=cache)
+        lm.adapter.aligner(lm.model).requires_grad_(True)  # STA's setup (TGSR Table 5): the aligner trains
+        models.append(lm)
+    plain, cached = models
+    work = _encoder_work(cached)
+    ids, attention, audio = _batch(plain, wavs)
+    for _ in range(2):  # the second pass reads the cache
+        for lm in models:
+            lm.model.zero_grad()
+            lm.model(input_ids=ids, attention_mask=attention, **audio).logits.float().pow(2).mean().backward()
+        for (name, p), q in zip(
+            plain.adapter.aligner(plain.model).named_parameters(), cached.adapter.aligner(cached.model).parameters()
+        ):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+            torch.testing.assert_close(q.grad, p.grad, msg=name)
+    assert len(work) == 1 and cached.adapter.encoder_cache(cached.model).hits == 2
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_cache_is_bypassed_while_the_encoder_trains(write_wav, preset):
+    wavs = _wavs(write_wav, 2)
+    lm = load_model(preset)  # encoder trainable
     tower = lm.adapter.audio_encoder(lm.model)
     assert not encoder_is_frozen(tower)
-    calls = _counting(tower)
+    work = _encoder_work(lm)
     ids, attention, audio = _batch(lm, wavs)
-    reference = load_model("tiny-qwen2-audio", cache_audio_features=False)
+    reference = load_model(preset, cache_audio_features=False)
     for model in (lm.model, reference.model):
         model.zero_grad()
         model(input_ids=ids, attention_mask=attention, **audio).logits.float().pow(2).mean().backward()
     lm.model(input_ids=ids, attention_mask=attention, **audio)
-    assert calls == [2, 2] and len(lm.model.audio_encoder_cache) == 0
+    assert len(work) == 2 and len(lm.adapter.encoder_cache(lm.model)) == 0
     for (name, p), q in zip(tower.named_parameters(), reference.adapter.audio_encoder(reference.model).parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_last_logits_only_gives_the_same_last_positions(write_wav, preset):
+    lm = load_model(preset)
+    ids, attention, audio = _batch(lm, _wavs(write_wav, 2))
+    seen = []
+    lm.model.get_output_embeddings().register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[1]))
+    with torch.no_grad():
+        full = lm.model(input_ids=ids, attention_mask=attention, **audio).logits
+        with last_logits_only(lm.model, 5):
+            last = lm.model(input_ids=ids, attention_mask=attention, **audio).logits
+    assert seen == [ids.shape[1], 5] and last.shape[1] == 5
+    torch.testing.assert_close(last, full[:, -5:], rtol=1e-5, atol=1e-5)
+
+
+def test_keys_hash_any_dtype():
+    x = torch.randn(4, 6)
+    assert EncoderCache.key(x.bfloat16(), 6) != EncoderCache.key(x, 6)
+    assert EncoderCache.key(x.bfloat16(), 6) == EncoderCache.key(x.clone().bfloat16(), 6)
+    assert EncoderCache.key(x, 5) != EncoderCache.key(x, 6)
 
 
 def test_eviction_keeps_the_byte_budget():

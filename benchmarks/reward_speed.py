@@ -5,7 +5,7 @@ optimal matching, built per call as a per-completion reward must) and of ``rewar
 ``nltk.translate.meteor_score.meteor_score``, their ratio, and the largest absolute difference over a set of
 seeded random inputs of each size (NaN from sed_eval, where it is undefined, is left out of the difference).
 
-Run: ``python benchmarks/rewards.py`` (needs the test extras: sed_eval, setuptools<81, nltk).
+Run: ``python benchmarks/reward_speed.py`` (needs the test extras: sed_eval, setuptools<81, nltk).
 Set NLTK_DATA to a directory holding corpora/wordnet to include the WordNet rows.
 """
 
@@ -14,23 +14,16 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import os
 import random
-import sys
 import time
 import warnings
 
-# This file is benchmarks/rewards.py: run as a script, its folder comes first on sys.path and "rewards" would name
-# this file, not the package. Put the repository root there instead.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import nltk
+import numpy as np
+from nltk.translate.meteor_score import meteor_score as nltk_meteor
 
-import nltk  # noqa: E402
-import numpy as np  # noqa: E402
-from nltk.translate.meteor_score import meteor_score as nltk_meteor  # noqa: E402
-
-from rewards.temporal import event_f1  # noqa: E402
-from rewards.text import _NoSynonyms, meteor_score, tokenize  # noqa: E402
+from rewards.temporal import event_f1
+from rewards.text import _NoSynonyms, meteor_score, tokenize
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # dcase_util imports pkg_resources
