@@ -82,8 +82,7 @@ def worker(a) -> None:
 
     gpu = torch.cuda.is_available()
     args = [
-        str(ROOT / "recipes" / "timepro.yaml"), "--model_name_or_path", a.checkpoint, "--data_dir", a.data,
-        "--train_manifests", "[]", "--default_data_clips", "16", "--output_dir", a.out,
+        str(ROOT / "recipes" / "timepro.yaml"), "--model_name_or_path", a.checkpoint, "--train_manifests", f"[{a.data}]", "--output_dir", a.out,
         "--max_steps", str(a.steps + 1), "--gradient_accumulation_steps", "1", "--logging_steps", "1",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
         "--timestamp_token_max", "30.0",
@@ -147,8 +146,10 @@ def main() -> None:
         ckpt = Path(a.keep) if a.keep else tmp / "ckpt"
         if not (ckpt / "config.json").exists():
             build_checkpoint(ckpt, a.tiny)
-        data = tmp / "data"
-        build_default_dataset(data, num_train=16, num_test=2, min_len=20.0, max_len=30.0, progress=False)
+        paths = build_default_dataset(
+            tmp / "data", num_train=16, num_test=2, min_len=20.0, max_len=30.0, progress=False
+        )
+        data = paths["train"]
         rows = []
         for stage in a.stages.split(","):
             launch = ["accelerate", "launch", "--config_file", str(ROOT / "accelerate_configs" / f"{stage}.yaml")]

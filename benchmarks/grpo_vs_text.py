@@ -102,17 +102,19 @@ def _peak_mib() -> float:
 
 
 def _data(tmp: Path, seconds: float) -> Path:
+    """A train manifest of 16 clips of exactly `seconds` (the default data's generator)."""
     from rl_audio.data import build_default_dataset
 
-    out = tmp / "data"
-    build_default_dataset(out, num_train=16, num_test=2, min_len=seconds, max_len=seconds, progress=False)
-    return out
+    paths = build_default_dataset(
+        tmp / "data", num_train=16, num_test=2, min_len=seconds, max_len=seconds, progress=False
+    )
+    return Path(paths["train"])
 
 
 def _common(a, tmp: Path, data: Path, group: int) -> list[str]:
     return [
-        "--model_name_or_path", a.preset, "--output_dir", str(tmp / "out"), "--data_dir", str(data),
-        "--default_data_clips", "16", "--tasks", "[grounding]", "--timestamp_mode", "text",
+        "--model_name_or_path", a.preset, "--output_dir", str(tmp / "out"), "--train_manifests", f"[{data}]",
+        "--tasks", "[grounding]", "--timestamp_mode", "text",
         "--max_steps", str(a.steps + 1), "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1",
         "--disable_tqdm", "true", "--seed", "0", "--freeze_audio_encoder", "true",
         "--per_device_train_batch_size", str(group),

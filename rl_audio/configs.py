@@ -45,7 +45,7 @@ class AudioArguments:
         metadata={
             "help": "Reuse a frozen audio encoder's output per distinct window (across epochs, GRPO groups and "
             "passes, shared by policy and reference), up to the aligner, every family. Off: the encoder runs on "
-            "every pass."
+            "every pass (a frozen one still without an autograd graph)."
         },
     )
     trainable_modules: list[str] = field(

@@ -51,6 +51,14 @@ def build_trainer(cfg: AudioGRPOConfig):
     funcs, weights, fusion = build_rewards(cfg)
     cfg.reward_weights = weights
     train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})  # data first
+    need = cfg.generation_batch_size // cfg.num_generations
+    if len(train) < need:
+        # TRL's sampler yields only whole generation batches: with fewer prompts it stops at step 0 and exits 0.
+        raise ValueError(
+            f"{len(train)} training prompts, fewer than one generation batch takes ({need} = generation_batch_size "
+            f"{cfg.generation_batch_size} / num_generations {cfg.num_generations}): the run would train no step. "
+            "Add rows, or lower per_device_train_batch_size, gradient_accumulation_steps or the process count"
+        )
     lm = load_for_training(cfg)
     builder = PromptBuilder(lm.adapter, cfg.timestamp_spec(), cfg.system_prompt)
     builder.check_fits(max(train["duration"]))  # a clip past the timestamp grid fails now, not mid-run

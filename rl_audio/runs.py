@@ -117,6 +117,11 @@ def load_model_for(cfg: AudioArguments, path: str | None = None, *, freeze_audio
 
 
 def load_for_training(cfg: AudioArguments) -> LoadedModel:
+    from transformers import set_seed
+
+    # The seed first: LoRA's and the random timestamp rows' initial values are drawn while loading, before the
+    # Trainer would set it, so two runs with one seed would otherwise start from different adapters.
+    set_seed(cfg.seed)
     lm = load_model_for(cfg, freeze_audio_encoder=cfg.freeze_audio_encoder)
     check_run_info(cfg, lm.path, training=True)
     _select_trainable(lm, cfg)
@@ -184,6 +189,12 @@ def _wrap_lora(lm: LoadedModel, cfg: AudioArguments):
 def save_final(trainer, lm: LoadedModel, cfg, extra_info: dict | None = None) -> Path:
     """Write `output_dir/final`: a plain checkpoint (merged weights with LoRA) that grpo and evaluate load directly,
     its tokenizer and feature extractor, and `rl_audio.json` (timestamp spec, base model, answer style)."""
+    if trainer.state.global_step == 0:
+        raise RuntimeError(
+            f"training finished without a single optimizer step (max_steps {cfg.max_steps}, "
+            f"{len(trainer.train_dataset) if trainer.train_dataset is not None else 0} training rows): "
+            "nothing is saved as a trained model"
+        )
     final = Path(cfg.output_dir) / "final"
     is_peft = hasattr(trainer.model, "peft_config")
     target = final / "adapter" if is_peft else final

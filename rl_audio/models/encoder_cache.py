@@ -8,7 +8,12 @@ features and valid length and keeps the encoder's output, so each distinct windo
 It is used only while the encoder has no trainable parameter and computes deterministically (eval mode, or no
 dropout in its config); otherwise every call runs the encoder, so gradients through a trained encoder stay exact.
 What is cached stops before the aligner (the projection into the language model), which may train: the aligner
-runs on every pass. Turn it off with `cache_audio_features: false`.
+runs on every pass. Turn it off with `cache_audio_features: false` (an `EncoderCache(0)`, which stores nothing).
+
+Either way a frozen encoder runs without an autograd graph. That matters: transformers' `enable_input_require_grads`
+(called for gradient checkpointing with adapters) hooks the input embeddings of every sub-model, the audio tower's
+first convolution included, so a frozen encoder would otherwise record its whole forward and the backward pass
+would run (and, with checkpointing, recompute) it for no parameter at all.
 
 Qwen2-Audio reads the cache in its own merge (`families.Qwen2AudioTimestampModel`); Audio Flamingo 3 and the
 Qwen2.5-Omni thinker use the stock transformers classes, whose audio tower gets a `TowerCache` as its `forward` on
@@ -62,8 +67,22 @@ class EncoderCache:
         h.update(features.detach().contiguous().view(torch.uint8).cpu().numpy().tobytes())
         return h.digest()
 
-    def lookup(self, keys: list[bytes], run: Callable[[torch.Tensor], list[torch.Tensor]], device) -> list:
+    @property
+    def enabled(self) -> bool:
+        """False for `EncoderCache(0)`: nothing is stored, every window is encoded (still without a graph)."""
+        return self.max_bytes > 0
+
+    def keys(self, windows, lengths) -> list:
+        """One key per window; no hashing when disabled."""
+        if not self.enabled:
+            return [None] * len(windows)
+        return [self.key(w, int(n)) for w, n in zip(windows, lengths)]
+
+    def lookup(self, keys: list, run: Callable[[torch.Tensor], list[torch.Tensor]], device) -> list:
         """The stored output of each key, running `run(indices)` (a list of outputs) on the keys not seen before."""
+        if not self.enabled:
+            with torch.no_grad():  # frozen: no graph to keep
+                return list(run(torch.arange(len(keys), device=device)))
         found = {k: self._store[k] for k in keys if k in self._store}
         todo = [keys.index(k) for k in dict.fromkeys(keys) if k not in found]  # a repeated window is encoded once
         if todo:
@@ -88,7 +107,7 @@ class EncoderCache:
         features: (W, n_mels, n_frames); lengths: (W,) valid frames per window; `run(idx)` returns the encoder
         output (len(idx), T_enc, D) of windows `idx`. Returns (W, T_enc, D).
         """
-        keys = [self.key(features[i], int(lengths[i])) for i in range(features.shape[0])]
+        keys = self.keys(features, lengths)
         return torch.stack(self.lookup(keys, lambda idx: list(run(idx)), features.device))
 
     def _put(self, key: bytes, value: torch.Tensor) -> None:

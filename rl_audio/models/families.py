@@ -135,7 +135,7 @@ class _FlatTowerCache(TowerCache):
         tower = self.tower
         lens = [int(n) for n in feature_lens]
         windows = torch.split(input_features, lens, dim=1)  # (n_mels, n_i) each
-        keys = [EncoderCache.key(w, n) for w, n in zip(windows, lens)]
+        keys = self.cache.keys(windows, lens)
 
         def encode(idx):
             sub = feature_lens[idx]

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer
 
 from .base import AudioLMAdapter
+from .encoder_cache import EncoderCache
 from .families import adapter_for_model_type
 from .presets import resolve_model_path
 from .timestamps import RowFreezer, TimestampSpec, add_timestamp_tokens
@@ -129,8 +130,8 @@ def load_model(
         freezer = RowFreezer(model, ts_ids)
     if freeze_audio_encoder:
         adapter.audio_encoder(model).requires_grad_(False)
-    if cache_audio_features:
-        adapter.enable_encoder_cache(model)  # read only while the encoder is frozen (encoder_cache.encoder_is_frozen)
+    # read only while the encoder is frozen (encoder_cache.encoder_is_frozen); EncoderCache(0): off, stores nothing
+    adapter.enable_encoder_cache(model, None if cache_audio_features else EncoderCache(0))
     n = sum(p.numel() for p in model.parameters())
     logger.info("loaded %s (%s, %.1f M parameters) from %s", adapter.family, dtype, n / 1e6, path)
     return LoadedModel(model, adapter, path, ts_ids, freezer)

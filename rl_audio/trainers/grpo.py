@@ -32,6 +32,10 @@ from .resume import ExactResumeMixin
 
 logger = logging.getLogger(__name__)
 
+# Generation batches in a row with all advantages 0 before a warning (our choice: a streak of 5 on a random or
+# badly formatted model is no accident, and a real run logs it within minutes).
+NO_SIGNAL_WARN_AFTER = 5
+
 
 class RewardError(RuntimeError):
     pass
@@ -101,6 +105,7 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
         gen_kwargs["suppress_tokens"] = sorted(set(gen_kwargs.get("suppress_tokens") or []) | set(reserved))
         targs.generation_kwargs = gen_kwargs
         self._audio: AudioBatch | None = None
+        self._silent_batches = 0
         self._prompt_ids: list[list[int]] | None = None
         ctx = _reference_model_from(reference_factory) if reference_factory else contextlib.nullcontext()
         with ctx:
@@ -128,7 +133,22 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
             output.update(self._audio.to_dict())  # (B, ...) per sample: TRL's shuffle and split carry it along
         finally:
             self._prompt_ids, self._audio = None, None
+        self._watch_signal(output.get("advantages"))
         return output
+
+    def _watch_signal(self, advantages) -> None:
+        """Warn when NO_SIGNAL_WARN_AFTER generation batches in a row have every advantage 0 (no gradient)."""
+        if advantages is None or not self.model.training:
+            return
+        silent = bool((advantages.abs() < 1e-12).all())
+        self._silent_batches = self._silent_batches + 1 if silent else 0
+        if self._silent_batches == NO_SIGNAL_WARN_AFTER:
+            logger.warning(
+                "the last %d generation batches had zero advantage for every completion: every group's rewards "
+                "tie, so the policy gets no gradient. Check that the rewards apply to these rows (None is no "
+                "reward), that the model can produce the answer format, or raise temperature / num_generations",
+                NO_SIGNAL_WARN_AFTER,
+            )
 
     def _check_lengths(self, prompt_ids, inputs) -> None:
         cfg = self.model.config
@@ -190,8 +210,10 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
     # ---- rewards -------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N_all, F)
-        if self.fusion is None:
-            return rewards
+        return rewards if self.fusion is None else self._apply_fusion(rewards)
+
+    def _apply_fusion(self, rewards: torch.Tensor) -> torch.Tensor:
+        """TimePro-RL eq. 2 on the gathered (N_all, F) rewards: the fused column from the main and aux columns."""
         from rewards.fusion import variance_gated
 
         main_i, aux_i, slot, eps = self.fusion
@@ -201,7 +223,17 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
         out[torch.isnan(main)] = math.nan  # the main reward does not apply to that row: neither does the fusion
         rewards[:, slot] = out
         mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["rewards/fusion/fused_group_frac"].append(float(fused.fused_groups.float().mean()))
+        # Among the groups the main reward applies to: a group whose rows all have None is not "fused".
+        applies = ~torch.isnan(main).view(-1, self.num_generations).all(dim=1)
+        if applies.any():
+            frac = fused.fused_groups.to(applies.device)[applies].float().mean()
+            self._metrics[mode]["rewards/fusion/fused_group_frac"].append(float(frac))
+        else:
+            logger.warning(
+                "fusion: the main reward %r applies to no row of this batch (None for every completion): "
+                "these groups carry no reward signal",
+                self.reward_func_names[main_i],
+            )
         # Groups that still give no gradient after fusion (a tie at r_main = 0 stays 0 under eq. 2's product);
         # TRL logs the same for the final weighted reward as `frac_reward_zero_std`.
         fused_std = torch.nan_to_num(out, nan=0.0).view(-1, self.num_generations).std(dim=1)

@@ -312,3 +312,48 @@ def test_each_clip_is_encoded_once_across_generation_and_every_logprob_pass(tmp_
     for a, b in zip(log, plain_log):  # the same training, to float tolerance
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+
+
+def test_too_few_prompts_for_one_generation_batch_is_refused(tmp_path, data_dir, reward_module):
+    # 4 grounding rows; 8 prompts x 4 generations per generation batch
+    with pytest.raises(ValueError, match=r"4 training prompts, fewer than one generation batch takes \(8 = "):
+        build_trainer(make_cfg(tmp_path, data_dir, "--per_device_train_batch_size", "32"))
+
+
+def test_a_run_that_trained_no_step_is_not_saved(tmp_path, data_dir, reward_module):
+    from rl_audio.runs import save_final
+
+    trainer, lm = build_trainer(make_cfg(tmp_path, data_dir, "--rewards", f"[{reward_module}.spread]"))
+    with pytest.raises(RuntimeError, match="without a single optimizer step"):
+        save_final(trainer, lm, trainer.args)
+    assert not (tmp_path / "out" / "final").exists()
+
+
+def test_rewards_without_signal_warn(tmp_path, data_dir, reward_module, caplog):
+    from rl_audio.trainers.grpo import NO_SIGNAL_WARN_AFTER
+
+    steps = str(NO_SIGNAL_WARN_AFTER)
+    cfg = make_cfg(tmp_path, data_dir, "--rewards", f"[{reward_module}.record]", "--max_steps", steps)  # always 0
+    trainer, _ = build_trainer(cfg)
+    with caplog.at_level("WARNING", logger="rl_audio.trainers.grpo"):
+        trainer.train()
+    assert sum("zero advantage for every completion" in r.message for r in caplog.records) == 1
+
+
+def test_fused_fraction_counts_only_groups_the_main_reward_applies_to(tmp_path, data_dir, caplog):
+    cfg = make_cfg(tmp_path, data_dir, "--rewards", "[eb_f1, miou]", "--fusion_main", "eb_f1", "--fusion_aux", "miou")
+    trainer, _ = build_trainer(cfg)
+    nan = float("nan")
+    # two groups of 4: the first with no main reward at all (None -> NaN), the second tied -> fused
+    main = torch.tensor([nan] * 4 + [0.5] * 4)
+    aux = torch.tensor([nan] * 4 + [0.1, 0.2, 0.3, 0.4])
+    rewards = torch.stack([main, aux, torch.zeros(8)], dim=1)
+    trainer.model.train()
+    with caplog.at_level("WARNING", logger="rl_audio.trainers.grpo"):
+        trainer._apply_fusion(rewards)
+    assert trainer._metrics["train"]["rewards/fusion/fused_group_frac"] == [1.0]  # 1 of the 1 group that applies
+    rewards = torch.stack([torch.full((8,), nan), torch.zeros(8), torch.zeros(8)], dim=1)
+    with caplog.at_level("WARNING", logger="rl_audio.trainers.grpo"):
+        trainer._apply_fusion(rewards)
+    assert trainer._metrics["train"]["rewards/fusion/fused_group_frac"] == [1.0]  # nothing appended
+    assert any("applies to no row" in r.message for r in caplog.records)

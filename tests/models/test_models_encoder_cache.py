@@ -49,7 +49,7 @@ def test_cache_gives_the_same_logits_and_encodes_each_window_once(write_wav, pre
     wavs = _wavs(write_wav)
     plain = load_model(preset, timestamps=_spec(mode), freeze_audio_encoder=True, cache_audio_features=False)
     cached = load_model(preset, timestamps=_spec(mode), freeze_audio_encoder=True)
-    assert plain.adapter.encoder_cache(plain.model) is None
+    assert not plain.adapter.encoder_cache(plain.model).enabled
     cache = cached.adapter.encoder_cache(cached.model)
     assert isinstance(cache, EncoderCache)
     # what encoding the three distinct clips once costs, counted on the uncached model
@@ -142,3 +142,19 @@ def test_eviction_keeps_the_byte_budget():
     again = cache.encode(feats[:1], torch.full((1,), 3), lambda idx: feats[:1][idx][:, :, :2] * 2)
     torch.testing.assert_close(again, feats[:1, :, :2] * 2)
     assert cache.misses == 6
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_frozen_encoder_records_no_graph_even_with_input_grads_enabled(write_wav, preset, cache):
+    """transformers' `enable_input_require_grads` (gradient checkpointing with LoRA) hooks the tower's first conv;
+    the backward pass must still not run through the frozen encoder."""
+    lm = load_model(preset, freeze_audio_encoder=True, cache_audio_features=cache)
+    lm.model.enable_input_require_grads()
+    tower = lm.adapter.audio_encoder(lm.model)
+    backward = []
+    tower.layers[0].register_full_backward_hook(lambda mod, gin, gout: backward.append(1))
+    ids, attention, audio = _batch(lm, _wavs(write_wav, 2))
+    lm.model(input_ids=ids, attention_mask=attention, **audio).logits.float().pow(2).mean().backward()
+    assert backward == []
+    assert any(p.grad is not None for p in lm.adapter.language_model(lm.model).parameters())
