@@ -30,6 +30,7 @@ small random LM (4 layers, width 128) and a random projector. Per family:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -274,6 +275,31 @@ def _load_whisper_encoder(encoder, family: str) -> dict:
 _BUILDERS = {"qwen2_audio": _build_qwen2_audio, "qwen2_5_omni": _build_omni, "audio_flamingo3": _build_af3}
 
 
+@contextlib.contextmanager
+def _outside_zero3():
+    """Build whole tensors even inside a ZeRO-3 run.
+
+    Once a ZeRO-3 `TrainingArguments` exists, transformers constructs every model under `deepspeed.zero.Init`, which
+    partitions each parameter to an empty placeholder; a preset is a local checkpoint that the run loads afterwards
+    (through ZeRO-3's own `from_pretrained` path), so it is built with the DeepSpeed config detached for the moment.
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # no deepspeed integration: nothing to detach
+        yield
+        return
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    held = ref() if ref is not None else None
+    if held is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(held)
+
+
 def build_preset(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Path:
     """Build preset `name` with random weights drawn from `seed` and save it as a checkpoint directory."""
     if name not in PRESETS:
@@ -282,7 +308,8 @@ def build_preset(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model, processor = _BUILDERS[spec.family](spec)
+    with _outside_zero3():
+        model, processor = _BUILDERS[spec.family](spec)
     from .families import ADAPTERS
 
     encoder = ADAPTERS[spec.family].audio_encoder(model)
@@ -293,6 +320,10 @@ def build_preset(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Pat
         encoder_info = {"encoder": "random", "conv_init": f"he_normal x {CONV_GAIN}"}
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    # A preset is a local build, not a distributed checkpoint: under `accelerate launch` transformers writes weights
+    # and config from global rank 0 only, and a preset that another rank built (and renamed into place first) would
+    # hold its tokenizer but no model. Every process that builds one writes all of it.
+    model.should_save_on_this_rank = lambda is_main_process: True
     model.save_pretrained(out)
     processor.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
@@ -309,13 +340,27 @@ def resolve_model_path(name_or_path: str, *, seed: int = 0, cache_dir: str | os.
         return name_or_path
     key = hashlib.sha1(json.dumps([name_or_path, seed, PRESET_VERSION]).encode()).hexdigest()[:8]
     out = Path(cache_dir or default_cache_dir()) / "presets" / f"{name_or_path}-seed{seed}-{key}"
-    if not (out / "rl_audio_preset.json").exists():
+    if not _complete(out):
+        import shutil
+
         tmp = out.with_name(out.name + f".tmp{os.getpid()}")
         build_preset(name_or_path, tmp, seed=seed)
+        if out.exists() and not _complete(out):  # a marker without the model (older builds under accelerate launch)
+            logger.warning(
+                "preset %s in %s is incomplete (no config.json or weights); rebuilding it", name_or_path, out
+            )
+            shutil.rmtree(out, ignore_errors=True)
         try:
             tmp.rename(out)
         except OSError:  # another process finished first; use its copy
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     return str(out)
+
+
+def _complete(out: Path) -> bool:
+    """Whether `out` holds a whole preset: the marker (written last), the config and the weights."""
+    return (
+        (out / "rl_audio_preset.json").exists()
+        and (out / "config.json").exists()
+        and any(out.glob("model*.safetensors"))
+    )

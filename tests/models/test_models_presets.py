@@ -4,6 +4,7 @@ real audio (a written wav, decoded by the data pipeline, through the family's fe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,6 +87,47 @@ def test_resolve_model_path_caches_presets_by_seed(rl_audio_cache):
     with pytest.raises(ValueError, match="unknown preset 'tiny-nope'.*tiny-af3"):
         build_preset("tiny-nope", rl_audio_cache / "x")
     assert set(TINY) <= set(PRESETS)
+
+
+def test_a_preset_built_on_a_non_zero_rank_holds_its_model(rl_audio_cache, monkeypatch, caplog):
+    # Under `accelerate launch` every rank may build the preset, and whichever finishes first is renamed into place;
+    # transformers' save_pretrained writes the model from global rank 0 only.
+    import sys
+
+    from transformers import PreTrainedModel
+
+    saving = sys.modules[PreTrainedModel.should_save_on_this_rank.__module__]  # transformers.distributed.mixin
+    monkeypatch.setattr(saving, "_is_torch_distributed_initialized", lambda: True)
+    monkeypatch.setattr(saving, "_get_torch_distributed_rank", lambda: 1)
+    assert not PreTrainedModel.should_save_on_this_rank(None, True)  # the patch reaches transformers' own check
+    out = Path(resolve_model_path("tiny-qwen2-audio", seed=5))
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+
+    # a directory left by an older build under accelerate launch (marker, no model) is rebuilt, not used
+    (out / "config.json").unlink()
+    (out / "model.safetensors").unlink()
+    with caplog.at_level("WARNING", logger="rl_audio.models.presets"):
+        assert resolve_model_path("tiny-qwen2-audio", seed=5) == str(out)
+    assert "incomplete" in caplog.text
+    assert load_model(str(out)).adapter.family == "qwen2_audio"
+
+
+def test_a_preset_built_inside_a_zero3_run_has_whole_tensors(tmp_path):
+    # Inside a ZeRO-3 run (its TrainingArguments made), transformers builds models partitioned to empty placeholders.
+    from transformers.integrations.deepspeed import HfDeepSpeedConfig, is_deepspeed_zero3_enabled
+
+    ds = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    try:
+        assert is_deepspeed_zero3_enabled()
+        built = build_preset("tiny-qwen2.5-omni", tmp_path / "p", seed=0)
+        assert is_deepspeed_zero3_enabled()  # the run's config is back
+    finally:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
+    del ds
+    lm = load_model(str(built))
+    assert all(p.numel() > 0 for p in lm.model.parameters())
 
 
 MINI = {"mini-qwen2-audio": "qwen2_audio", "mini-af3": "audio_flamingo3", "mini-qwen2.5-omni": "qwen2_5_omni"}
