@@ -9,10 +9,11 @@ What it does, with nothing of its own in the training path:
    weights, initialised on the GPU, and an offline tokenizer (`rl_audio.models.tokenizer`; the ids differ from the
    real tokenizer's, the shapes do not);
 2. writes 20-30 s clips of the embedded default data;
-3. for ZeRO-2 and ZeRO-3 (`accelerate_configs/zero2.yaml`, `zero3.yaml`, one process), runs `recipes/timepro.yaml`
-   (LoRA r 8, G = 4, 64 completion tokens, beta 0.04, timestamp tokens, frozen encoder) for a warm-up step and
-   `--steps` timed steps through `rl_audio.grpo.build_trainer`, and records seconds per step, tokens per second
-   (prompt + completion tokens of the step, from TRL's `num_tokens`) and peak allocated CUDA memory.
+3. for ZeRO-2 and ZeRO-3 (`accelerate_configs/zero2.yaml`, `zero3.yaml`, one process), runs
+   `recipes/timepro_grounding.yaml` (LoRA r 8, G = 4, 64 completion tokens, beta 0.04, timestamp tokens, frozen
+   encoder) for a warm-up step and `--steps` timed steps through `rl_audio.grpo.build_trainer`, and records seconds
+   per step, tokens per second (prompt + completion tokens of the step, from TRL's `num_tokens`) and peak allocated
+   CUDA memory.
 Not part of the test suite. `--keep DIR` keeps the checkpoint for a second run.
 """
 
@@ -82,7 +83,7 @@ def worker(a) -> None:
 
     gpu = torch.cuda.is_available()
     args = [
-        str(ROOT / "recipes" / "timepro.yaml"), "--model_name_or_path", a.checkpoint, "--train_manifests", f"[{a.data}]", "--output_dir", a.out,
+        str(ROOT / "recipes" / "timepro_grounding.yaml"), "--model_name_or_path", a.checkpoint, "--train_manifests", f"[{a.data}]", "--output_dir", a.out,
         "--max_steps", str(a.steps + 1), "--gradient_accumulation_steps", "1", "--logging_steps", "1",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
         "--timestamp_token_max", "30.0",
@@ -165,7 +166,7 @@ def main() -> None:
                 sys.exit(f"{stage} failed (exit {run.returncode}):\n{run.stderr[-4000:]}")
             rows.append({"stage": stage, "wall_s": time.perf_counter() - t0, **json.loads(line[len("RESULT ") :])})
     device = torch.cuda.get_device_name() if gpu else "CPU (--tiny)"
-    print(f"\nQwen2-Audio-7B geometry{' (scaled down)' if a.tiny else ''}, recipes/timepro.yaml, {device}\n")
+    print(f"\nQwen2-Audio-7B geometry{' (scaled down)' if a.tiny else ''}, recipes/timepro_grounding.yaml, {device}\n")
     print("| stage | s/step | tokens/step | tokens/s | peak GiB | launch wall s |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -11,7 +11,7 @@ model (the preset's LM weights as a `Qwen2ForCausalLM`) with a text prompt of as
 group size, completion length, beta and seed. Parts are timed by wrapping the trainers' own methods on the
 instance: generation (`_generate_single_turn`), log-prob passes (`_get_per_token_logps_and_entropies`), rewards
 (`_calculate_rewards`), and the audio encoder (forward hooks on the audio tower of policy and reference). The first
-step is a warm-up and is left out. Targets (issue 14): the cache cuts encoder time per step at least G-fold; the
+step is a warm-up and is left out. Targets: the cache cuts encoder time per step at least G-fold; the
 audio step costs at most 1.3x the text step.
 """
 

@@ -196,6 +196,10 @@ class EventF1Reward(RewardFunction):
     punctuation; DAC rows compare timing only (descriptions are free text). Empty reference and an answer stating
     absence: 1.0; an answer with no parsable window/event and no statement of absence: 0.0. Range [0, 1].
 
+    ``t_collar`` (default 0.2 s) is TimePro-RL's boundary tolerance (§3.1, stated for SED; §2.2 gives none for the
+    reward). ``percentage_of_length`` (default 0.5) is sed_eval's own default, not the paper's: TimePro-RL gives no
+    length-relative offset tolerance (the TimePro-RL recipes set it in ``reward_kwargs``; DESED evaluates with 0.2).
+
     ``min_duration`` (seconds, default :data:`MIN_DURATION` = 0.1; our setting, not the paper's): a predicted
     window/event shorter than this is a false positive that matches nothing (it stays in ``N_est``; see the module
     docstring for why and for the value). ``min_duration=0.0`` is the paper-literal reward, equal to sed_eval.

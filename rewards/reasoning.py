@@ -37,9 +37,10 @@ def _strip_letter(line: str) -> str:
 class AnswerCorrectness(RewardFunction):
     """Multiple-choice answer correctness, TGSR eq. 1: ``R_answer = 1.0 if pred matches GT else 0.0``.
 
-    The prediction is read from the final non-empty line of the answer (TGSR §3.2): a letter such as ``(b)``
-    (TGSR's released reward matches ``\\(([a-d])\\)``), else the choice text it contains
-    (:func:`rewards.parsing.parse_choice`). It is correct when it picks the choice equal to ``answer`` (the correct
+    The prediction is read from the final non-empty line of the answer (TGSR §3.2 says "from the final line";
+    skipping empty lines is ours): a letter such as ``(b)`` (TGSR's released reward matches ``\\(([a-d])\\)``; the
+    paper names no pattern), else the choice text it contains (:func:`rewards.parsing.parse_choice`; our
+    addition). It is correct when it picks the choice equal to ``answer`` (the correct
     choice text, compared lower-cased without punctuation; a letter answer also works). Without a ``choices`` value
     the final line, less a leading option letter, must equal ``answer``. Range {0, 1}.
 
@@ -97,7 +98,8 @@ class TimestampCompaction(RewardFunction):
              = C_min                                              if k >= k_max
              = C_max - (k - k_ref) (C_max - C_min) / (k_max - k_ref)   otherwise
 
-    Defaults ``k_ref = 1, C_max = 0.5, C_min = 0.1, k_max = 5`` (TGSR §3.2). Range ``[min(0, C_min), C_max]``.
+    Defaults ``k_ref = 1, C_max = 0.5, C_min = 0.1`` (TGSR §3.2) and ``k_max = 5`` (our choice: eq. 2 uses
+    ``k_max`` but the paper gives no value). Range ``[min(0, C_min), C_max]``.
 
     ``min_duration`` (seconds, default :data:`rewards.grounding.MIN_DURATION` = 0.1; our setting, not TGSR's): an
     interval shorter than this grounds nothing, so a completion whose intervals are all that short scores 0 (as

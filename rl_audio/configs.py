@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import yaml
 from trl import GRPOConfig, SFTConfig
 
 from .models.timestamps import TimestampSpec
@@ -77,6 +78,14 @@ class AudioArguments:
         default_factory=list,
         metadata={"help": "JSONL manifests to train on. Empty: the embedded default (generated data)."},
     )
+    allow_eval_split_training: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on rows converted from a benchmark's evaluation split (meta.provenance: MMAU test-mini, "
+            "DESED validation/eval, MELD test, ...), with a warning. Off: such rows in train_manifests are an error "
+            "naming the manifest, the line, the benchmark and the split. Evaluation always reads them."
+        },
+    )
     eval_manifests: list[str] = field(default_factory=list, metadata={"help": "JSONL manifests to evaluate on."})
     data_dir: str = field(
         default="outputs/data", metadata={"help": "Where the embedded default data set is generated (cached)."}
@@ -84,7 +93,8 @@ class AudioArguments:
     default_data_clips: int = field(default=64, metadata={"help": "Clips in the embedded default training set."})
     tasks: list[str] = field(default_factory=list, metadata={"help": "Keep only rows of these tasks (empty: all)."})
     answer_style: str = field(
-        default="spotsound", metadata={"help": "Question/answer templates: spotsound | timepro."}
+        default="spotsound",
+        metadata={"help": "Question/answer templates: spotsound | timepro | tgsr | tgsr_af3 (docs/data.md)."},
     )
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
     skip_invalid: bool = field(
@@ -171,6 +181,13 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
         _check_training_args(self)
         super().__post_init__()
 
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on this many rows of the merged training manifests (after `tasks`), drawn by `seed`; "
+            "None: all rows. More than there are: all rows, with a warning."
+        },
+    )
     save_merged: bool = field(
         default=True,
         metadata={
@@ -200,11 +217,26 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
     fusion_main: str | None = field(
         default=None, metadata={"help": "TimePro-RL eq. 2 main reward (a name in `rewards`); None: no fusion."}
     )
-    fusion_aux: str | None = field(default=None, metadata={"help": "Auxiliary reward fused when Var(main) < eps."})
+    fusion_aux: str | dict | None = field(
+        default=None,
+        metadata={
+            "help": "Auxiliary reward fused when Var(main) < eps: one name in `rewards`, or one per task, e.g. "
+            "{grounding: miou, sed: miou, dac: meteor} (each group uses its rows' task)."
+        },
+    )
     fusion_eps: float = field(default=1e-6, metadata={"help": "Variance threshold of the fusion."})
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train on this many rows of the merged training manifests (after `tasks`), drawn by `seed`; "
+            "None: all rows. More than there are: all rows, with a warning."
+        },
+    )
     save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})
 
     def __post_init__(self):
+        if isinstance(self.fusion_aux, str) and self.fusion_aux.lstrip().startswith("{"):
+            self.fusion_aux = yaml.safe_load(self.fusion_aux)  # the mapping form given on the command line
         _refuse(self, GRPO_REFUSED)
         _check_training_args(self)
         super().__post_init__()

@@ -34,23 +34,66 @@ def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], dict | None]
         raise ValueError(f"reward_weights has {len(weights)} entries for {len(funcs)} rewards {cfg.rewards}")
     if cfg.fusion_main is None and cfg.fusion_aux is None:
         return funcs, weights, None
-    for role, name in (("fusion_main", cfg.fusion_main), ("fusion_aux", cfg.fusion_aux)):
+    per_task = isinstance(cfg.fusion_aux, dict)
+    if per_task:
+        if not cfg.fusion_aux:
+            raise ValueError("fusion_aux is an empty mapping: give one reward, or one per task")
+        from .data.manifest import TASKS
+
+        unknown = sorted(set(cfg.fusion_aux) - set(TASKS))
+        if unknown:
+            raise ValueError(
+                f"fusion_aux {cfg.fusion_aux}: unknown task(s) {unknown}; valid tasks: {', '.join(TASKS)}"
+            )
+        aux_roles = [(f"fusion_aux[{t}]", n) for t, n in cfg.fusion_aux.items()]
+    else:
+        aux_roles = [("fusion_aux", cfg.fusion_aux)]
+    for role, name in (("fusion_main", cfg.fusion_main), *aux_roles):
         if name not in cfg.rewards:
             raise ValueError(f"{role} {name!r} is not one of the configured rewards {cfg.rewards}")
+    if per_task:
+        by_name = dict(zip(cfg.rewards, funcs))
+        for task, name in cfg.fusion_aux.items():
+            for role, reward in (("fusion_main", cfg.fusion_main), (f"fusion_aux[{task}]", name)):
+                _check_applies(by_name[reward].fn, role, reward, task)
+        if cfg.tasks:
+            check_fusion_tasks(cfg, cfg.tasks)
     # TimePro-RL eq. 2 replaces main and aux by the fused reward: they stay as columns (and are logged) with weight
     # 0, and the fused column carries the main reward's weight.
-    main_i, aux_i = cfg.rewards.index(cfg.fusion_main), cfg.rewards.index(cfg.fusion_aux)
+    main_i = cfg.rewards.index(cfg.fusion_main)
     fused_weight = weights[main_i]
-    weights[main_i] = weights[aux_i] = 0.0
+    weights[main_i] = 0.0
+    for _, name in aux_roles:
+        weights[cfg.rewards.index(name)] = 0.0
     funcs.append(FusedRewardSlot(cfg.fusion_main, cfg.fusion_aux))
     weights.append(fused_weight)
     return funcs, weights, {"main": cfg.fusion_main, "aux": cfg.fusion_aux, "eps": cfg.fusion_eps}
+
+
+def _check_applies(fn, role: str, name: str, task: str) -> None:
+    """A reward that declares its tasks (``rewards.RewardFunction.tasks``) returns None on any other task, which
+    the fusion reads as 0: mapped to such a task it would zero every fused group of it."""
+    tasks = getattr(fn, "tasks", None)
+    if tasks is not None and task not in tasks:
+        raise ValueError(f"{role} {name!r} does not apply to task {task!r} (it scores {list(tasks)})")
+
+
+def check_fusion_tasks(cfg: AudioGRPOConfig, tasks) -> None:
+    """With a per-task `fusion_aux`, every training task needs an auxiliary reward."""
+    missing = sorted(set(tasks) - set(cfg.fusion_aux))
+    if missing:
+        raise ValueError(
+            f"fusion_aux {cfg.fusion_aux} has no auxiliary reward for the training task(s) {missing}; "
+            "add them to the mapping or leave them out of `tasks`"
+        )
 
 
 def build_trainer(cfg: AudioGRPOConfig):
     funcs, weights, fusion = build_rewards(cfg)
     cfg.reward_weights = weights
     train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})  # data first
+    if isinstance(cfg.fusion_aux, dict) and not cfg.tasks:
+        check_fusion_tasks(cfg, set(train["task"]))  # no `tasks` filter: the tasks the manifests hold
     need = cfg.generation_batch_size // cfg.num_generations
     if len(train) < need:
         # TRL's sampler yields only whole generation batches: with fewer prompts it stops at step 0 and exits 0.

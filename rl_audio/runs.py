@@ -54,11 +54,15 @@ def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
 
 
 def load_rows(cfg: AudioArguments, split: str):
-    """A `datasets.Dataset` of manifest rows (paths, not audio), filtered to `cfg.tasks`."""
+    """A `datasets.Dataset` of manifest rows (paths, not audio), filtered to `cfg.tasks`.
+
+    Training rows converted from a benchmark's evaluation split are refused (a warning with
+    `allow_eval_split_training`); evaluation rows are not checked (rl_audio.data.provenance)."""
     from .data import manifest_to_dataset
 
     paths = manifests_for(cfg, split)
-    ds = manifest_to_dataset(paths, skip_invalid=cfg.skip_invalid)
+    guard = "allow" if split != "train" else "warn" if cfg.allow_eval_split_training else "refuse"
+    ds = manifest_to_dataset(paths, skip_invalid=cfg.skip_invalid, eval_splits=guard)
     if cfg.tasks:
         ds = ds.filter(lambda r: r["task"] in cfg.tasks)
     too_long = [r["id"] for r in ds if r["duration"] > cfg.max_audio_seconds]
@@ -68,8 +72,26 @@ def load_rows(cfg: AudioArguments, split: str):
         )
     if len(ds) == 0:
         raise ValueError(f"no rows to use in {paths} (tasks filter: {cfg.tasks or 'none'})")
+    limit = getattr(cfg, "max_train_samples", None) if split == "train" else None
+    if limit is not None:
+        ds = subset_rows(ds, limit, getattr(cfg, "seed", 0))
     logger.info("%s: %d rows from %s", split, len(ds), ", ".join(paths))
     return ds
+
+
+def subset_rows(ds, limit: int, seed: int):
+    """`limit` rows of `ds` drawn without replacement by `seed` (the same rows for the same seed and data), kept
+    in manifest order; all rows, with a warning, when `ds` has no more than `limit`."""
+    import numpy as np
+
+    if limit < 1:
+        raise ValueError(f"max_train_samples must be >= 1, got {limit}")
+    if limit >= len(ds):
+        if limit > len(ds):
+            logger.warning("max_train_samples=%d but only %d training rows: using all of them", limit, len(ds))
+        return ds
+    picked = np.random.default_rng(seed).choice(len(ds), size=limit, replace=False)
+    return ds.select(sorted(picked.tolist()))
 
 
 # the fields that change what the model reads, per mode (token_init only matters when the tokens are created)
@@ -266,7 +288,12 @@ def model_card(cfg, info: dict, state=None) -> str:
         weights = getattr(cfg, "reward_weights", None) or [1.0] * len(info["rewards"])
         rewards = ", ".join(f"`{n}` x {w:g}" for n, w in zip(info["rewards"], weights))
         if getattr(cfg, "fusion_main", None):
-            rewards += (f"; in groups where `{cfg.fusion_main}` has no variance, `{cfg.fusion_main}` x `{cfg.fusion_aux}`"
+            aux = cfg.fusion_aux
+            if isinstance(aux, dict):
+                aux = "the task's auxiliary reward (" + ", ".join(f"{t}: `{n}`" for t, n in aux.items()) + ")"
+            else:
+                aux = f"`{aux}`"
+            rewards += (f"; in groups where `{cfg.fusion_main}` has no variance, `{cfg.fusion_main}` x {aux}"
                         " (TimePro-RL eq. 2)")  # fmt: skip
         rows.append(("rewards", rewards))
     if state is not None:

@@ -1,5 +1,5 @@
 """The GRPO/SFT side-by-side benchmark's quick mode runs end to end and prints both tables, with a number in every
-cell (benchmarks/grpo_vs_text.py, issue 14). Speed targets are the benchmark's business, not a timed test's."""
+cell (benchmarks/grpo_vs_text.py). Speed targets are the benchmark's business, not a timed test's."""
 
 from __future__ import annotations
 

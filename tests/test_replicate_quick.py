@@ -1,4 +1,4 @@
-"""The replication study's quick mode runs end to end and writes every table (benchmarks/replicate, issue #7).
+"""The replication study's quick mode runs end to end and writes every table (benchmarks/replicate).
 
 Only the pipeline is checked: quick mode trains for a few steps, so its numbers mean nothing.
 """

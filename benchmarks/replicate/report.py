@@ -295,7 +295,7 @@ def write(path: Path, layout: Layout, s: Settings, rows: list[int], meta: dict) 
     names = list(dict.fromkeys(names))
     totals = total_stage_seconds(layout, s, names)
     m = meta["machine"]
-    head = ["# Results: CPU-scale replication of the papers' ablations (issue #7)", ""]
+    head = ["# Results: CPU-scale replication of the papers' ablations", ""]
     if s.quick:
         head += ["> **QUICK MODE.** A few optimizer steps on a test-size model and a handful of clips: this checks "
                  "that the pipeline runs end to end and writes every table. The numbers mean nothing.", ""]  # fmt: skip

@@ -1,4 +1,4 @@
-"""CPU-scale replication of the papers' ablations on generated needle-in-a-haystack audio (issue #7).
+"""CPU-scale replication of the papers' ablations on generated needle-in-a-haystack audio.
 
     python benchmarks/replicate/run.py                      # the full study (3 seeds, rows 1-4) -> docs/results.md
     python benchmarks/replicate/run.py --quick --out DIR    # minutes: checks the pipeline, numbers mean nothing

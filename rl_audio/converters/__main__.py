@@ -8,7 +8,7 @@ import sys
 
 from ..data import ManifestError, NegativeError, add_negatives_with_report, load_manifest, write_manifest
 from ..data.stats import format_summary, summarize
-from . import CONVERTERS, ConverterError, convert
+from . import CONVERTERS, SOURCES, ConverterError, convert
 
 logger = logging.getLogger("rl_audio.converters")
 
@@ -20,10 +20,13 @@ _HELP = {
     "ftar": "FTAR / TimeAudio JSON (audio, question, answer, duration, id, task)",
     "mmau": "MMAU test-mini JSON (id, audio_id, question, choices, answer, task, ...)",
     "spotsound-bench": "SpotSound-Bench (UnAV-style database JSON, or list/JSONL of audio, query, windows)",
+    "meld": "MELD CSV (Sr No., Utterance, Speaker, Emotion, Sentiment, Dialogue_ID, Utterance_ID, ...) -> "
+    "emotion/sentiment multiple-choice QA; audio dia<D>_utt<U>.wav extracted from MELD's mp4 clips",
+    "mc-jsonl": "generic multiple-choice JSONL (audio, question, choices, answer as text or 0-based index)",
 }
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("input", help="the release's annotation file")
     p.add_argument("--out", required=True, help="manifest to write (JSONL)")
     p.add_argument("--audio-dir", help="folder of the audio files (default: the input's folder)")
@@ -43,6 +46,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="add N SpotSound negative queries per clip (existence rows answered No)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the negative queries")
+    splits = SOURCES[name].splits
+    p.add_argument(
+        "--split",
+        help=f"the release's split this input is ({', '.join(splits) or 'any name'}; default: told by the file "
+        "name), recorded in meta.provenance; rows of an evaluation split"
+        + (f" ({', '.join(SOURCES[name].eval_splits)})" if SOURCES[name].eval_splits else "")
+        + " are refused for training",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="format", required=True)
     for name in CONVERTERS:
         p = sub.add_parser(name, help=_HELP[name], description=CONVERTERS[name].__doc__)
-        _common(p)
+        _common(p, name)
         if name == "audiogrounding":
             p.add_argument("--version", choices=["auto", "1", "2"], default="auto", help="label format version")
         if name in ("unav100", "desed"):
@@ -62,6 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--durations", help="durations TSV (filename duration)")
         if name == "ftar":
             p.add_argument("--task", help="task of every item (TAG/grounding, DAC, SED); default: each item's 'task'")
+        if name == "meld":
+            p.add_argument(
+                "--questions", default="emotion", help="comma-separated: emotion, sentiment (default %(default)s)"
+            )
+            p.add_argument(
+                "--num-choices", type=int, default=4, help="choices of an emotion question, 2-7 (default %(default)s)"
+            )
+            p.add_argument("--choice-seed", type=int, default=0, help="seed of the distractors and the choice order")
+        if name == "mc-jsonl":
+            p.add_argument("--dataset", help="dataset name recorded in meta.provenance (default: the file's stem)")
+            p.add_argument(
+                "--eval-benchmark",
+                metavar="NAME",
+                help="the file is an evaluation split of benchmark NAME: its rows are refused for training",
+            )
     p = sub.add_parser("negatives", help="add SpotSound negative queries to a grounding manifest")
     p.add_argument("input", help="grounding manifest")
     p.add_argument("--out", required=True, help="manifest to write")
@@ -89,11 +115,12 @@ def _pool_queries(paths: list[str]) -> list[str]:
 
 def _options(args) -> dict:
     options = {}
-    for key in ("version", "subset", "durations", "task"):
+    for key in ("version", "subset", "durations", "task", "num_choices", "choice_seed", "dataset", "eval_benchmark"):
         if getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
-    if getattr(args, "tasks", None):
-        options["tasks"] = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    for key in ("tasks", "questions"):
+        if getattr(args, key, None):
+            options[key] = tuple(t.strip() for t in getattr(args, key).split(",") if t.strip())
     return options
 
 
@@ -120,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_audio=args.check_audio,
                 negatives=args.negatives,
                 seed=args.seed,
+                split=args.split,
                 **_options(args),
             )
         write_manifest(rows, args.out)

@@ -7,6 +7,10 @@ A converter turns one public release into manifest rows (:mod:`rl_audio.data.man
 * one item is bad (missing audio file, invalid window, missing field): :class:`ConverterError` naming the file,
   the item (JSON index, or 1-based line of JSONL/TSV), its id and the field, or, with ``skip_invalid``, the item is
   dropped and counted by reason (``audio_missing``, ``bad_window``, ``missing_field``...).
+
+Every row records where it came from in ``meta.provenance`` (converter, dataset, split, and the benchmark whose
+evaluation split it is; :mod:`rl_audio.data.provenance`). Each converter declares its release as a :class:`Source`:
+its splits, the words of file names that tell them apart, and which splits are evaluation splits.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import csv
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from typing import Any
 
 from ..data.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
 from ..data.manifest import RowError, validate_row
+from ..data.provenance import PROVENANCE, make_provenance
 
 
 class ConverterError(ValueError):
@@ -81,19 +87,36 @@ def _jsonl_items(path: Path, text: str) -> list[tuple[str, Any]]:
 
 def read_tsv(path: str | os.PathLike, required: Iterable[str]) -> list[tuple[str, dict]]:
     """Rows of a tab-separated file with a header, each with its location (``line N``, 1-based)."""
+    return _read_delimited(path, required, "\t", "tab-separated")
+
+
+def read_csv(path: str | os.PathLike, required: Iterable[str]) -> list[tuple[str, dict]]:
+    """Rows of a comma-separated file with a header (quoted fields may hold commas and line breaks), each with the
+    line it starts on (``line N``, 1-based)."""
+    return _read_delimited(path, required, ",", "comma-separated")
+
+
+def _read_delimited(path, required: Iterable[str], delimiter: str, what: str) -> list[tuple[str, dict]]:
     path = Path(path)
     if not path.is_file():
         raise ConverterError(f"{path}: input file not found")
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise ConverterError(
-                f"{path}: expected a tab-separated file with columns {list(required)}; header is {header} "
-                f"(missing {missing})"
-            )
-        return [(f"line {number}", row) for number, row in enumerate(reader, start=2)]
+    required = list(required)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            header = reader.fieldnames or []
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise ConverterError(
+                    f"{path}: expected a {what} file with columns {required}; header is {header} (missing {missing})"
+                )
+            rows, start = [], reader.line_num + 1
+            for row in reader:
+                rows.append((f"line {start}", row))
+                start = reader.line_num + 1
+            return rows
+    except UnicodeDecodeError as err:
+        raise ConverterError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x})") from None
 
 
 def get(item: dict, *names: str, required: bool = True, default: Any = None) -> Any:
@@ -145,6 +168,84 @@ def text(value: Any, field_name: str) -> str:
     return " ".join(value.split())
 
 
+@dataclass(frozen=True)
+class Source:
+    """A public release a converter reads, and which of its splits are a benchmark's evaluation splits.
+
+    Attributes:
+        dataset: the release's name (``MMAU``), stored as ``meta.provenance.dataset``.
+        splits: each split's name and the words of an input file name (or, with ``folder_names``, of its folder)
+            that mean it, most specific first (``{"test-mini": ("test mini", "testmini"), "test": ("test",)}``);
+            a word may carry digits (``eval21``). Empty: any split name is accepted and kept as given.
+        eval_splits: the splits the papers (or common practice) report results on; their rows are refused for
+            training.
+        benchmark: the benchmark those splits evaluate (default: ``dataset``).
+        default_split: the split when neither ``--split`` nor the file name tells (only for releases whose splits
+            are all evaluation splits; else the split stays unknown, with a warning).
+        folder_names: also read the split from the input's folder name (DESED keeps ``metadata/eval/...``).
+    """
+
+    dataset: str
+    splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    eval_splits: tuple[str, ...] = ()
+    benchmark: str | None = None
+    default_split: str | None = None
+    folder_names: bool = False
+
+    def canonical(self, name: str) -> str:
+        """The split that ``name`` (a split name or one of its words) means; unknown names raise ValueError when
+        the splits are declared.
+
+        >>> mmau = Source("MMAU", {"test-mini": ("test mini", "testmini"), "test": ()}, ("test-mini", "test"))
+        >>> mmau.canonical("Test_Mini"), mmau.canonical("test")
+        ('test-mini', 'test')
+        """
+        name = str(name).strip()
+        if not self.splits:
+            return name
+        found = _match_split(self.splits, name, exact=True)
+        if found is None:
+            raise ValueError(f"{self.dataset} has no split {name!r} (splits: {', '.join(self.splits)})")
+        return found
+
+    def infer(self, path: str | os.PathLike) -> str | None:
+        """The split named by the input file's name (then its folder's, with ``folder_names``), else None.
+
+        >>> mmau = Source("MMAU", {"test-mini": ("test mini", "testmini"), "test": ()}, ("test-mini", "test"))
+        >>> mmau.infer("data/mmau-test-mini.json"), mmau.infer("data/mmau-test.json"), mmau.infer("data/a.json")
+        ('test-mini', 'test', None)
+        """
+        path = Path(path)
+        names = [path.stem] + ([path.parent.name] if self.folder_names else [])
+        for name in names:
+            found = _match_split(self.splits, name)
+            if found is not None:
+                return found
+        return None
+
+    def provenance(self, converter: str, split: str | None) -> dict:
+        benchmark = (self.benchmark or self.dataset) if split in self.eval_splits else None
+        return make_provenance(converter, self.dataset, split, benchmark)
+
+
+def _words(name: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", str(name).lower()).split())
+
+
+def _match_split(splits: dict[str, tuple[str, ...]], name: str, *, exact: bool = False) -> str | None:
+    """The first split one of whose words (or its own name) occurs in ``name`` as whole words (a trailing number
+    allowed); with ``exact``, ``name`` must be that word."""
+    text = _words(name)
+    for split, words in splits.items():
+        for word in (split, *words):
+            word = _words(word)
+            if exact and text == word:
+                return split
+            if not exact and re.search(rf"(?<![a-z0-9]){re.escape(word)}\d*(?![a-z0-9])", text):
+                return split
+    return None
+
+
 @dataclass
 class Conversion:
     """State of one conversion: the source, where audio lives, and the rows kept and items skipped."""
@@ -154,6 +255,9 @@ class Conversion:
     skip_invalid: bool = False
     window_tolerance: float = 0.05
     check_audio: bool = False
+    converter: str = ""
+    info: Source | None = None
+    split: str | None = None
     rows: list[dict] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
     first_error: dict[str, str] = field(default_factory=dict)
@@ -232,10 +336,26 @@ class Conversion:
         self.skipped[problem.kind] += 1
         self.first_error.setdefault(problem.kind, str(error))
 
-    def add(self, where: str, item_id: Any, build: Callable[[], list[dict]]) -> None:
-        """Build the rows of one item and validate them; a problem in any drops the whole item."""
+    def _provenance(self, split: str | None) -> dict | None:
+        if self.info is None:
+            return None
+        if split:
+            try:
+                split = self.info.canonical(split)
+            except ValueError:  # a split name the release uses that is not declared: kept as written
+                split = str(split).strip()
+        return self.info.provenance(self.converter, split or self.split)
+
+    def add(self, where: str, item_id: Any, build: Callable[[], list[dict]], *, split: str | None = None) -> None:
+        """Build the rows of one item and validate them; a problem in any drops the whole item.
+
+        Each row gets ``meta.provenance``; ``split`` is the item's own split (UnAV-100's ``subset``, MMAU's
+        ``split``), else the conversion's."""
         try:
+            stamp = self._provenance(split)
             built = build()
+            if stamp is not None:
+                built = [{**row, "meta": {**row.get("meta", {}), PROVENANCE: stamp}} for row in built]
             clean = [validate_row(row, duration_tolerance=self.window_tolerance) for row in built]
         except RowProblem as problem:
             self.problem(where, item_id, problem)
@@ -243,6 +363,7 @@ class Conversion:
         except RowError as err:
             self.problem(where, item_id, RowProblem(err.field, err.reason, err.kind))
             return
+
         for row in clean:
             row["id"] = self.unique_id(row["id"])
             self._ids.add(row["id"])

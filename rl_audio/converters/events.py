@@ -8,10 +8,33 @@ from collections import defaultdict
 
 from rewards.parsing import parse_absence, parse_events, parse_windows
 
-from .common import Conversion, ConverterError, RowProblem, get, grounding_rows, number, read_json_or_jsonl, read_tsv
+from .common import (
+    Conversion,
+    ConverterError,
+    RowProblem,
+    Source,
+    get,
+    grounding_rows,
+    number,
+    read_json_or_jsonl,
+    read_tsv,
+)
 from .common import text as as_text
 
 _EMPTY = {"", "nan", "none", "null"}
+
+# DESED (DCASE task 4): metadata/train/..., metadata/validation/validation.tsv, metadata/eval/public.tsv. The
+# validation set (1,168 clips) is what DCASE systems report as their development test set, and TimePro-RL Table 2's
+# SED test set (1,153 clips) matches its size; the public evaluation set and the DCASE evaluation set are reported
+# too. So all three are evaluation splits; train (synthetic soundscapes, weak, unlabelled) is not.
+DESED = Source(
+    "DESED",
+    {"public-eval": ("public",), "eval": ("evaluation",), "validation": ("val", "valid"), "train": ("training",)},
+    ("validation", "public-eval", "eval"),
+    folder_names=True,
+)
+# FTAR (TimeAudio): training and test sets per task; TimePro-RL Table 2 reports the test sets.
+FTAR = Source("FTAR", {"train": ("training",), "test": ("eval",)}, ("test",))
 
 
 def readable_label(label: str) -> str:

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .common import Conversion, ConverterError, RowProblem, get, grounding_rows, read_json, read_json_or_jsonl
+from .common import Conversion, ConverterError, RowProblem, Source, get, grounding_rows, read_json, read_json_or_jsonl
 from .common import text as as_text
 from .common import windows as as_windows
+
+# Evaluation splits: the test splits, which SpotSound §3.2 and §4.1 report (AudioGrounding, Clotho-Moment, a
+# manually annotated subset of UnAV-100 test), as do the datasets' own papers; SpotSound-Bench is an evaluation set
+# throughout.
+AUDIOGROUNDING = Source(
+    "AudioGrounding", {"train": ("training",), "val": ("valid", "validation", "dev"), "test": ()}, ("test",)
+)
+CLOTHO_MOMENT = Source(
+    "Clotho-Moment", {"train": ("training",), "val": ("valid", "validation", "dev"), "test": ()}, ("test",)
+)
+UNAV100 = Source("UnAV-100", {"train": ("training",), "validation": ("val", "valid", "dev"), "test": ()}, ("test",))
+SPOTSOUND_BENCH = Source("SpotSound-Bench", {"test": ("eval", "bench")}, ("test",), default_split="test")
 
 
 def _pandas_records(data: dict, source) -> list[dict]:
@@ -167,7 +179,13 @@ def convert_unav100(
             continue
         if subset and entry.get("subset") != subset:
             continue
-        conv.add(where, None, lambda vid=vid, entry=entry: _unav_video_rows(conv, vid, entry, tasks, source))
+        own = entry.get("subset") if source == "unav100" else None  # each video's own subset is its split
+        conv.add(
+            where,
+            None,
+            lambda vid=vid, entry=entry: _unav_video_rows(conv, vid, entry, tasks, source),
+            split=own if isinstance(own, str) else None,
+        )
 
 
 def convert_spotsound_bench(conv: Conversion) -> None:
@@ -195,6 +213,10 @@ def convert_spotsound_bench(conv: Conversion) -> None:
 
 
 __all__ = [
+    "AUDIOGROUNDING",
+    "CLOTHO_MOMENT",
+    "SPOTSOUND_BENCH",
+    "UNAV100",
     "convert_audiogrounding",
     "convert_clotho_moment",
     "convert_spotsound_bench",

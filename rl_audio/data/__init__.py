@@ -5,6 +5,7 @@
 - :mod:`~rl_audio.data.synth`: synthetic needle-in-a-haystack grounding data (SpotSound §3.1).
 - :mod:`~rl_audio.data.negatives`: SpotSound negative queries.
 - :mod:`~rl_audio.data.sta`: supervised timestamp alignment from whisper-timestamped transcripts (TGSR §3.1).
+- :mod:`~rl_audio.data.provenance`: where a row came from; the guard against training on evaluation splits.
 - :mod:`~rl_audio.data.templates`: row -> question and target text.
 - :mod:`~rl_audio.data.default`: the embedded default dataset.
 
@@ -26,6 +27,7 @@ from .manifest import (
     write_manifest,
 )
 from .negatives import NegativeError, add_negatives, add_negatives_with_report, content_words
+from .provenance import EvalSplitError, eval_split_of, make_provenance
 from .sta import build_sta_manifest, build_sta_rows
 from .stats import summarize
 from .synth import SynthConfig, build_synthetic
@@ -36,6 +38,7 @@ __all__ = [
     "STYLES",
     "TASKS",
     "AudioError",
+    "EvalSplitError",
     "ManifestError",
     "NegativeError",
     "RowError",
@@ -49,9 +52,11 @@ __all__ = [
     "build_sta_rows",
     "build_synthetic",
     "content_words",
+    "eval_split_of",
     "load_audio",
     "load_manifest",
     "load_manifest_with_report",
+    "make_provenance",
     "manifest_to_dataset",
     "render_question",
     "render_target",

@@ -61,8 +61,15 @@ def _add_others(sub) -> None:
     p.add_argument("--audio-dir", required=True, help="audio files, matched to transcripts by stem")
     p.add_argument("--out", required=True, help="manifest to write")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-words", type=int, default=3)
-    p.add_argument("--max-words", type=int, default=8)
+    p.add_argument(
+        "--span",
+        choices=("ngram", "sentence"),
+        default="ngram",
+        help="sentence: spoken sentences, read from the punctuation on the words (TGSR §3.1, recipes/sta.yaml); "
+        "ngram: runs of consecutive words of one segment",
+    )
+    p.add_argument("--min-words", type=int, default=None, help="shortest span in words (ngram 3, sentence 2)")
+    p.add_argument("--max-words", type=int, default=None, help="longest span in words (ngram 8, sentence 40)")
     p.add_argument("--spans-per-file", type=int, default=3)
     p.add_argument("--skip-invalid", action="store_true", help="skip unusable files (counted) instead of failing")
 
@@ -134,6 +141,7 @@ def _sta(args) -> tuple[list[dict], dict]:
         args.audio_dir,
         args.out,
         seed=args.seed,
+        span=args.span,
         min_words=args.min_words,
         max_words=args.max_words,
         spans_per_file=args.spans_per_file,

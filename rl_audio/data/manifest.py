@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .audio import AudioError, check_audio_file
+from .provenance import check_training_rows, provenance_problem
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,9 @@ def validate_row(row: dict, *, duration_tolerance: float = 0.05) -> dict:
     meta = row.get("meta", {})
     if not isinstance(meta, dict):
         raise RowError("meta", f"expected an object, got {meta!r}", "bad_type")
+    problem = provenance_problem(meta)
+    if problem:
+        raise RowError("meta", problem, "bad_value")
     out = {
         "id": _string(row, "id", required=True),
         "audio": _string(row, "audio", required=True),
@@ -271,6 +275,7 @@ class SkipReport:
         kept: rows returned.
         skipped: number of dropped rows per reason code (``bad_window``, ``audio_missing``, ...).
         first_error: the first full error message seen for each reason code.
+        lines: the 1-based line of each kept row, by id.
     """
 
     path: str
@@ -278,6 +283,7 @@ class SkipReport:
     kept: int = 0
     skipped: Counter = dataclass_field(default_factory=Counter)
     first_error: dict[str, str] = dataclass_field(default_factory=dict)
+    lines: dict[str, int] = dataclass_field(default_factory=dict)
 
     @property
     def num_skipped(self) -> int:
@@ -355,6 +361,7 @@ def load_manifest_with_report(
         first_line[row["id"]] = number
         rows.append(row)
     report.kept = len(rows)
+    report.lines = first_line
     if skip_invalid:
         report.log()
     return rows, report
@@ -485,17 +492,30 @@ def dataset_features():
     )
 
 
-def manifest_to_dataset(path_or_paths: str | os.PathLike | Iterable[str | os.PathLike], **kwargs):
+EVAL_SPLITS = ("allow", "warn", "refuse")
+
+
+def manifest_to_dataset(
+    path_or_paths: str | os.PathLike | Iterable[str | os.PathLike], *, eval_splits: str = "allow", **kwargs
+):
     """Load one or more manifests into a ``datasets.Dataset`` of paths (audio is not decoded).
 
     ``kwargs`` go to :func:`load_manifest`. ``meta`` is stored as JSON text. Ids must be unique across files.
+    ``eval_splits``: what to do with rows converted from a benchmark's evaluation split
+    (:mod:`~rl_audio.data.provenance`): ``allow`` them (evaluation), ``warn``, or ``refuse`` them with an
+    :class:`~rl_audio.data.provenance.EvalSplitError` naming file, line, benchmark and split (training).
     """
     from datasets import Dataset
 
+    if eval_splits not in EVAL_SPLITS:
+        raise ValueError(f"eval_splits must be one of {EVAL_SPLITS}, got {eval_splits!r}")
     paths = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) else list(path_or_paths)
     rows, seen = [], {}
     for path in paths:
-        for row in load_manifest(path, **kwargs):
+        loaded, report = load_manifest_with_report(path, **kwargs)
+        if eval_splits != "allow":
+            check_training_rows(path, loaded, report.lines, allow=eval_splits == "warn")
+        for row in loaded:
             if row["id"] in seen:
                 raise ValueError(f"id {row['id']!r} appears in both {seen[row['id']]} and {path}")
             seen[row["id"]] = path

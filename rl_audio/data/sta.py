@@ -3,13 +3,25 @@
 
 TGSR transcribes speech with whisper-timestamped, samples a phrase from the transcript and asks for its time span:
 "What is the timestamp of the following segment? <phrase>" -> "The segment <phrase> starts at X.XX seconds and
-ends at Y.YY seconds." (see :mod:`rl_audio.data.templates`).
+ends at Y.YY seconds." (:mod:`rl_audio.data.templates` holds App. B.1's templates, one per base model).
 
 Input: one whisper-timestamped JSON per audio file, ``{"text", "segments": [{..., "words": [{"text", "start",
 "end", "confidence"}]}], "language"}``, matched to the audio by file stem (``talk.json``, ``talk.words.json`` and
-``talk.wav.words.json`` all match ``talk.wav``). A phrase is 3-8 consecutive words of one segment (configurable);
-its window is [start of the first word, end of the last word]. Phrases that occur more than once in a transcript
-are never used, since their answer would be ambiguous; spans of one file do not overlap.
+``talk.wav.words.json`` all match ``talk.wav``). Two kinds of span (``span``):
+
+- ``"sentence"``: a spoken sentence, as TGSR's "[given sentence]" (§3.1, App. B.1; Table 1 calls the stage
+  "sentence-level timestamp alignment"). whisper-timestamped gives no sentence list, so a sentence is read from
+  the punctuation Whisper writes on the words: it runs from the word after the previous sentence end to the next
+  word whose text ends in ``.``, ``!``, ``?``, ``…`` (or their CJK forms), closing quotes and brackets allowed after
+  it, and it may cross segment boundaries. Words after the last such word (an unfinished sentence) and sentences
+  with an unusable word are not used. Abbreviations such as "Mr." end a sentence too; the phrase and its window
+  still match each other. Default length 2-40 words (our choice: one word is hard to localise from the
+  transcript's word timing alone, and a run of more than 40 words is usually missing punctuation).
+- ``"ngram"``: 3-8 consecutive words of one segment (the default; lengths configurable).
+
+A span's window is [start of its first word, end of its last word]. Phrases that occur more than once in a
+transcript (as consecutive words anywhere in it) are never used, since their answer would be ambiguous; spans of
+one file do not overlap.
 """
 
 from __future__ import annotations
@@ -33,6 +45,12 @@ logger = logging.getLogger(__name__)
 
 DISFLUENCY = "[*]"  # whisper-timestamped's marker for detected disfluencies
 OVERRUN_S = 0.5  # word times may pass the audio's end by this much (then they are clamped), no more
+SPAN_WORDS = {"ngram": (3, 8), "sentence": (2, 40)}
+"""Span kind -> default (min_words, max_words)."""
+SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
+"""A word that ends a sentence: terminal punctuation, then optional closing quotes or brackets."""
+
+Span = tuple[tuple[int, int], ...]  # the (segment, word) positions of consecutive words
 
 
 class TranscriptError(ValueError):
@@ -88,40 +106,95 @@ def read_transcript(path: str | os.PathLike) -> list[list[dict | None]]:
     return [[_word(w) for w in s["words"]] if isinstance(s["words"], list) else [] for s in segments]
 
 
-def _candidates(segments: list[list[dict | None]], min_words: int, max_words: int) -> list[tuple[int, int, int]]:
-    """All (segment, first word, word count) spans made of usable words, whose token sequence is unique."""
-    sequences = [[w["token"] if w else None for w in seg] for seg in segments]
-    seen: Counter = Counter()
+def ngram_spans(segments: list[list[dict | None]], min_words: int, max_words: int) -> list[Span]:
+    """Every run of ``min_words``-``max_words`` usable words inside one segment."""
     spans = []
-    for s, tokens in enumerate(sequences):
-        for i in range(len(tokens)):
+    for s, words in enumerate(segments):
+        for i in range(len(words)):
             for n in range(min_words, max_words + 1):
-                window = tokens[i : i + n]
+                window = words[i : i + n]
                 if len(window) == n and None not in window:
-                    seen[tuple(window)] += 1
-                    spans.append((s, i, n))
-    return [(s, i, n) for s, i, n in spans if seen[tuple(sequences[s][i : i + n])] == 1]
+                    spans.append(tuple((s, k) for k in range(i, i + n)))
+    return spans
 
 
-def sample_spans(segments, rng: np.random.Generator, *, min_words: int, max_words: int, count: int) -> list[tuple]:
+def sentence_spans(segments: list[list[dict | None]], min_words: int, max_words: int) -> list[Span]:
+    """The transcript's sentences of ``min_words``-``max_words`` words (see the module docstring).
+
+    >>> words = [{"text": t} for t in ("Hello", "there.", "How", "are", "you?", "I")]
+    >>> sentence_spans([words[:3], words[3:]], 1, 10)
+    [((0, 0), (0, 1)), ((0, 2), (1, 0), (1, 1))]
+    """
+    spans, current, usable = [], [], True
+    for s, words in enumerate(segments):
+        for i, word in enumerate(words):
+            if word is None:
+                usable = False  # the sentence holds an unusable word: drop it whole
+                continue
+            current.append((s, i))
+            if SENTENCE_END.search(word["text"]):
+                if usable and min_words <= len(current) <= max_words:
+                    spans.append(tuple(current))
+                current, usable = [], True
+    return spans
+
+
+def _unique(segments: list[list[dict | None]], spans: list[Span]) -> list[Span]:
+    """The spans whose token sequence occurs once in the whole transcript (runs of usable words across segments)."""
+    stream: list[str | None] = [w["token"] if w else None for seg in segments for w in seg]
+    counts: Counter = Counter()
+    for n in {len(span) for span in spans}:
+        for i in range(len(stream) - n + 1):
+            window = stream[i : i + n]
+            if None not in window:
+                counts[tuple(window)] += 1
+    return [span for span in spans if counts[tuple(segments[s][i]["token"] for s, i in span)] == 1]
+
+
+SPAN_BUILDERS = {"ngram": ngram_spans, "sentence": sentence_spans}
+
+
+def _span_kind(span: str) -> str:
+    if span not in SPAN_BUILDERS:
+        raise ValueError(f"unknown STA span {span!r} (valid: {', '.join(SPAN_BUILDERS)})")
+    return span
+
+
+def sample_spans(
+    segments, rng: np.random.Generator, *, min_words: int, max_words: int, count: int, span: str = "ngram"
+) -> list[Span]:
     """Up to ``count`` non-overlapping unique spans, drawn uniformly among the candidates, in transcript order."""
-    candidates = _candidates(segments, min_words, max_words)
+    candidates = _unique(segments, SPAN_BUILDERS[_span_kind(span)](segments, min_words, max_words))
     chosen, used = [], set()
     for index in rng.permutation(len(candidates)):
-        s, i, n = candidates[int(index)]
-        positions = {(s, k) for k in range(i, i + n)}
-        first, last = segments[s][i], segments[s][i + n - 1]
-        if positions & used or last["end"] <= first["start"]:
+        positions = candidates[int(index)]
+        (s0, i0), (s1, i1) = positions[0], positions[-1]
+        if used.intersection(positions) or segments[s1][i1]["end"] <= segments[s0][i0]["start"]:
             continue  # overlaps a chosen span, or has zero length (no window to learn)
-        chosen.append((s, i, n))
-        used |= positions
+        chosen.append(positions)
+        used.update(positions)
         if len(chosen) == count:
             break
     return sorted(chosen)
 
 
-def sta_rows_for_file(transcript, audio: Path, rng, *, min_words=3, max_words=8, spans_per_file=3) -> list[dict]:
-    """STA rows for one transcript/audio pair (raises TranscriptError or AudioError)."""
+def word_range(span: str, min_words: int | None, max_words: int | None) -> tuple[int, int]:
+    """``(min_words, max_words)`` with the span kind's defaults (:data:`SPAN_WORDS`) filled in, checked."""
+    low, high = SPAN_WORDS[_span_kind(span)]
+    low, high = low if min_words is None else min_words, high if max_words is None else max_words
+    if not 1 <= low <= high:
+        raise ValueError(f"need 1 <= min_words <= max_words, got {low}, {high}")
+    return low, high
+
+
+def sta_rows_for_file(
+    transcript, audio: Path, rng, *, span="ngram", min_words=None, max_words=None, spans_per_file=3
+) -> list[dict]:
+    """STA rows for one transcript/audio pair (raises TranscriptError or AudioError).
+
+    ``span`` is ``"ngram"`` or ``"sentence"``; ``min_words`` / ``max_words`` default to :data:`SPAN_WORDS`.
+    """
+    min_words, max_words = word_range(span, min_words, max_words)
     segments = read_transcript(transcript)
     duration = audio_duration(audio)
     last_end = max((w["end"] for seg in segments for w in seg if w), default=0.0)
@@ -129,14 +202,14 @@ def sta_rows_for_file(transcript, audio: Path, rng, *, min_words=3, max_words=8,
         # a transcript of another (longer) file: clamping its times would write wrong labels
         raise TranscriptError(transcript, f"words run to {last_end} s but {audio} lasts {duration:.2f} s", "overrun")
     rows = []
-    spans = sample_spans(segments, rng, min_words=min_words, max_words=max_words, count=spans_per_file)
-    for k, (s, i, n) in enumerate(spans):
-        words = segments[s][i : i + n]
+    spans = sample_spans(segments, rng, min_words=min_words, max_words=max_words, count=spans_per_file, span=span)
+    for k, positions in enumerate(spans):
+        words = [segments[s][i] for s, i in positions]
         start, end = round(words[0]["start"], 3), round(min(words[-1]["end"], duration), 3)
         if start >= end:
             continue  # the phrase starts at the very end of the audio
         confidences = [w["confidence"] for w in words if isinstance(w["confidence"], (int, float))]
-        meta = {"source": "whisper-timestamped", "segment": s}
+        meta = {"source": "whisper-timestamped", "segment": positions[0][0], "span": span}
         if confidences:
             meta["confidence"] = round(float(np.mean(confidences)), 3)
         rows.append(
@@ -151,7 +224,8 @@ def sta_rows_for_file(transcript, audio: Path, rng, *, min_words=3, max_words=8,
             }
         )
     if not rows:
-        raise TranscriptError(transcript, f"no unique span of {min_words}-{max_words} timed words", "too_few_words")
+        what = "sentence" if span == "sentence" else "span"
+        raise TranscriptError(transcript, f"no unique {what} of {min_words}-{max_words} timed words", "too_few_words")
     return rows
 
 
@@ -172,13 +246,17 @@ def build_sta_rows(
     audio_dir: str | os.PathLike,
     *,
     seed: int = 0,
-    min_words: int = 3,
-    max_words: int = 8,
+    span: str = "ngram",
+    min_words: int | None = None,
+    max_words: int | None = None,
     spans_per_file: int = 3,
     skip_invalid: bool = False,
     progress: bool = False,
 ) -> tuple[list[dict], Counter]:
     """STA rows for every transcript in ``whisper_dir`` whose audio is in ``audio_dir`` (matched by stem).
+
+    ``span``: ``"sentence"`` (TGSR §3.1's spoken sentences) or ``"ngram"``; ``min_words`` / ``max_words`` default
+    to the kind's range in :data:`SPAN_WORDS` (ngram 3-8, sentence 2-40).
 
     Returns:
         ``(rows, skipped)``: ``skipped`` counts files dropped by reason (``no_audio``, ``malformed_json``,
@@ -187,8 +265,7 @@ def build_sta_rows(
     Raises:
         TranscriptError | AudioError: the first unusable file, unless ``skip_invalid``.
     """
-    if not 1 <= min_words <= max_words:
-        raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    min_words, max_words = word_range(span, min_words, max_words)
     rows, skipped = [], Counter()
     for index, (transcript, audio) in enumerate(tqdm(_pair_files(whisper_dir, audio_dir), disable=not progress)):
         rng = np.random.default_rng([seed, index])
@@ -197,7 +274,13 @@ def build_sta_rows(
                 raise TranscriptError(transcript, f"no audio file with this stem in {audio_dir}", "no_audio")
             rows.extend(
                 sta_rows_for_file(
-                    transcript, audio, rng, min_words=min_words, max_words=max_words, spans_per_file=spans_per_file
+                    transcript,
+                    audio,
+                    rng,
+                    span=span,
+                    min_words=min_words,
+                    max_words=max_words,
+                    spans_per_file=spans_per_file,
                 )
             )
         except (TranscriptError, AudioError) as err:

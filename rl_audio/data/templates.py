@@ -1,14 +1,24 @@
 """Turn a manifest row into the user instruction and the target answer.
 
-Two styles, registered in :data:`STYLES`:
+Four styles, registered in :data:`STYLES`:
 
 - ``"spotsound"``: grounding answers are sentences, ``From 2.50 seconds to 4.00 seconds.``, the target format of
-  SpotSound (arXiv:2604.13023, §2.2) and its UniTime lineage.
+  SpotSound (arXiv:2604.13023, §2.2) and its UniTime lineage. Its STA template is TGSR's for Qwen2.5-Omni.
 - ``"timepro"``: grounding answers are JSON lines, ``{"query": [2.5, 4.0]}``, as in TimePro-RL
   (arXiv:2604.13715, §3.1, audio grounding and SED output formats).
+- ``"tgsr"``: the same templates as ``"spotsound"``, named for TGSR's recipes on Qwen2.5-Omni (STA as App. B.1.1).
+- ``"tgsr_af3"``: ``"spotsound"`` with TGSR's STA template for Audio Flamingo 3 (App. B.1.2).
 
-Existence, sed, dac, sta and qa render the same in both styles. The reward parser reads exactly these targets, so
-they must not change without changing it.
+STA (TGSR, arXiv:2603.19468) has one template per base model, printed in App. B.1: for Qwen2.5-Omni (B.1.1, the
+default of every style but ``"tgsr_af3"``), question "What is the timestamp of the following segment? <sentence>",
+answer "The segment <sentence> starts at t_s seconds and ends at t_e seconds."; for Audio Flamingo 3 (B.1.2), the
+same question followed by a format instruction, and an answer without the sentence. The recipe chooses with
+``answer_style`` (``tgsr`` for Qwen2.5-Omni, ``tgsr_af3`` for Audio Flamingo 3); the checkpoint records it, so
+the next stage and evaluation ask in the same form. Existence, sed, dac and qa render the same in every style.
+The reward parser reads exactly these targets, so they must not change without changing it.
+
+:data:`TGSR_REASONING_INSTRUCTION` is TGSR's stage-2 instruction (App. B.1.3), the system prompt of
+``recipes/tgsr.yaml``.
 
 Absent events are asked only as presence questions (``existence`` rows, answered ``Yes.`` / ``No.``, SpotSound
 §2.1 and §3.1): a grounding question is only ever asked about an event that is present (at inference, only after a
@@ -29,6 +39,13 @@ import json
 import string
 from collections.abc import Callable
 
+TGSR_REASONING_INSTRUCTION = (
+    "When answering, you must first provide reasoning grounded in the audio content using explicit timestamps. "
+    "Start your response exactly with: \"To determine the best description, let's analyze the audio content and "
+    'the given timestamps:" Then, after the reasoning, provide the final answer.'
+)
+"""TGSR App. B.1.3, "Stage 2: Timestamp-Grounded Reasoning Instruction", as the paper prints it (its LaTeX quotes
+written as straight double quotes)."""
 NO_EVENTS = "No sound events are present in the audio."
 """Target of a sed or dac row with no events."""
 GROUNDING_KEY = "query"
@@ -88,8 +105,18 @@ def dac_question(row: dict) -> str:
 
 
 def sta_question(row: dict) -> str:
-    # TGSR (arXiv:2603.19468) §3.1 and appendix: "What is the timestamp of the following segment? [given sentence]"
+    # TGSR (arXiv:2603.19468) App. B.1.1 (Qwen2.5-Omni): "What is the timestamp of the following segment? [given
+    # sentence]"
     return f"What is the timestamp of the following segment? {row['query']}"
+
+
+def sta_question_af3(row: dict) -> str:
+    # TGSR App. B.1.2 (Audio Flamingo 3), as the paper prints it
+    return (
+        f"What is the timestamp of the following segment? {row['query']} Provide both the start and end timestamps "
+        "of this segment in seconds with 2 decimal places. Format: The segment starts at X.XX seconds and ends at "
+        "Y.YY seconds."
+    )
 
 
 def qa_question(row: dict) -> str:
@@ -143,9 +170,15 @@ def dac_target(row: dict) -> str:
 
 
 def sta_target(row: dict) -> str:
-    # TGSR §3.1: "The segment [given sentence] starts at t_s seconds and ends at t_e seconds."
+    # TGSR App. B.1.1: "The segment [given sentence] starts at t_s seconds and ends at t_e seconds."
     (start, end), *_ = row["windows"]
     return f"The segment {row['query']} starts at {_seconds(start)} seconds and ends at {_seconds(end)} seconds."
+
+
+def sta_target_af3(row: dict) -> str:
+    # TGSR App. B.1.2: "The segment starts at t_s seconds and ends at t_e seconds." (2 decimals, as its question asks)
+    (start, end), *_ = row["windows"]
+    return f"The segment starts at {_seconds(start)} seconds and ends at {_seconds(end)} seconds."
 
 
 def qa_target(row: dict) -> str:
@@ -163,9 +196,13 @@ _SHARED: dict[str, tuple[Renderer, Renderer]] = {
     "qa": (qa_question, qa_target),
 }
 
+_SPOTSOUND = {"grounding": (grounding_question_spotsound, grounding_target_spotsound), **_SHARED}
+
 STYLES: dict[str, dict[str, tuple[Renderer, Renderer]]] = {
-    "spotsound": {"grounding": (grounding_question_spotsound, grounding_target_spotsound), **_SHARED},
+    "spotsound": _SPOTSOUND,
     "timepro": {"grounding": (grounding_question_timepro, grounding_target_timepro), **_SHARED},
+    "tgsr": _SPOTSOUND,
+    "tgsr_af3": {**_SPOTSOUND, "sta": (sta_question_af3, sta_target_af3)},
 }
 """style -> task -> (question renderer, target renderer)."""
 

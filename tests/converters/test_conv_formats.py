@@ -266,6 +266,7 @@ def test_mmau_test_mini(tmp_path, wav, write):
         "sub_category": "Solo",
         "difficulty": "easy",
         "dataset": "MusicCaps",
+        "provenance": {"converter": "mmau", "dataset": "MMAU", "split": "test-mini", "eval_benchmark": "MMAU"},
     }
     assert rows["mmau-u2"]["answer"] == "two" and rows["mmau-u2"]["audio"].endswith("u2.wav")  # basename fallback
 

@@ -186,3 +186,113 @@ def test_manifest_written_relative_and_loadable(corpus):
     loaded = load_manifest(path, check_audio=True)
     assert [r["id"] for r in loaded] == [r["id"] for r in rows]
     assert {r["task"] for r in loaded} == {"sta"}
+
+
+# --- sentence spans (TGSR §3.1: "[given sentence]") -----------------------------------------------------------
+
+
+def _write(tmp_path, make_wav, stem, segments, seconds=12.0):
+    make_wav(f"a/{stem}.wav", seconds=seconds)
+    (tmp_path / "w").mkdir(exist_ok=True)
+    (tmp_path / "w" / f"{stem}.json").write_text(
+        json.dumps(_transcript([_segment(k, s) for k, s in enumerate(segments)]))
+    )
+
+
+def test_a_sentence_runs_to_its_full_stop_across_segments(corpus):
+    rows, _ = build_sta_rows(corpus / "whisper", corpus / "audio", span="sentence", spans_per_file=5)
+    talk = [r for r in rows if r["id"].startswith("talk-")]
+    # SEG0 ends in "theory," (no sentence end): the sentence goes on into SEG1 up to "prize."
+    assert [r["query"] for r in talk] == [" ".join(w[0] for w in SEG0 + SEG1)]
+    assert talk[0]["windows"] == [[SEG0[0][1], SEG1[-1][2]]]
+    assert talk[0]["meta"]["span"] == "sentence" and talk[0]["meta"]["segment"] == 0
+    other = [r for r in rows if r["id"].startswith("other-")]
+    assert [(r["query"], r["windows"]) for r in other] == [("Hello world, friends.", [[0.1, 1.5]])]
+    assert render_target(talk[0]) == (
+        f"The segment {talk[0]['query']} starts at 0.50 seconds and ends at 4.70 seconds."
+    )
+
+
+def test_sentence_boundaries_come_from_the_punctuation_on_the_words(tmp_path, make_wav):
+    words = [
+        ("Look", 0.2, 0.5, 0.9),
+        ("over", 0.5, 0.8, 0.9),
+        ("there!", 0.8, 1.2, 0.9),  # "!" ends it
+        ("He", 1.5, 1.7, 0.9),
+        ("said", 1.7, 2.0, 0.9),
+        ('"stop."', 2.0, 2.6, 0.9),  # closing quote after "."
+        ("Is", 3.0, 3.2, 0.9),
+        ("it", 3.2, 3.3, 0.9),
+        ("(really", 3.3, 3.7, 0.9),
+        ("true?)", 3.7, 4.2, 0.9),
+        ("Yes.", 4.5, 4.9, 0.9),  # one word: shorter than the default 2
+        ("and", 5.2, 5.4, 0.9),
+        ("then", 5.4, 5.7, 0.9),
+        ("nothing", 5.7, 6.2, 0.9),  # unfinished: never used
+    ]
+    _write(tmp_path, make_wav, "p", [words[:5], words[5:]])
+    rows, _ = build_sta_rows(tmp_path / "w", tmp_path / "a", span="sentence", spans_per_file=10)
+    assert [(r["query"], r["windows"][0]) for r in rows] == [
+        ("Look over there!", [0.2, 1.2]),
+        ('He said "stop."', [1.5, 2.6]),
+        ("Is it (really true?)", [3.0, 4.2]),
+    ]
+    rows, _ = build_sta_rows(tmp_path / "w", tmp_path / "a", span="sentence", spans_per_file=10, min_words=1)
+    assert "Yes." in [r["query"] for r in rows] and not any("nothing" in r["query"] for r in rows)
+    rows, _ = build_sta_rows(tmp_path / "w", tmp_path / "a", span="sentence", spans_per_file=10, max_words=3)
+    assert [r["query"] for r in rows] == ["Look over there!", 'He said "stop."']
+
+
+def test_repeated_or_broken_sentences_are_not_used(tmp_path, make_wav):
+    words = [("Thank", 0.1, 0.3, 0.9), ("you.", 0.3, 0.6, 0.9)]
+    words += [("The", 1.0, 1.2, 0.9), ("[*]", 1.2, 1.4, 0.0), ("end", 1.4, 1.6, 0.9), ("came.", 1.6, 2.0, 0.9)]
+    words += [("It", 2.5, 2.6, 0.9), ("was", 2.6, 2.8, 0.9), ("late.", 2.8, 3.2, 0.9)]
+    words += [("thank", 3.5, 3.7, 0.9), ("you!", 3.7, 4.0, 0.9)]  # the same words as the first sentence
+    _write(tmp_path, make_wav, "r", [words])
+    for seed in range(5):
+        rows, _ = build_sta_rows(tmp_path / "w", tmp_path / "a", seed=seed, span="sentence", spans_per_file=10)
+        assert [r["query"] for r in rows] == ["It was late."]
+
+
+def test_sentence_spans_are_deterministic_and_non_overlapping(tmp_path, make_wav):
+    words, t = [], 0.0
+    for k in range(12):
+        for j in range(4):
+            words.append((f"w{k}x{j}" + ("." if j == 3 else ""), round(t, 2), round(t + 0.2, 2), 0.9))
+            t += 0.25
+    _write(tmp_path, make_wav, "many", [words[:20], words[20:]])
+    a, _ = build_sta_rows(tmp_path / "w", tmp_path / "a", seed=3, span="sentence", spans_per_file=4)
+    b, _ = build_sta_rows(tmp_path / "w", tmp_path / "a", seed=3, span="sentence", spans_per_file=4)
+    assert a == b and len(a) == 4
+    assert all(len(r["query"].split()) == 4 and r["query"].endswith(".") for r in a)
+    spans = sorted(r["windows"][0] for r in a)
+    assert all(x[1] <= y[0] for x, y in zip(spans, spans[1:]))
+    picks = {tuple(r["query"] for r in build_sta_rows(tmp_path / "w", tmp_path / "a", seed=s, span="sentence",
+                                                       spans_per_file=4)[0]) for s in range(6)}  # fmt: skip
+    assert len(picks) > 1, "the seed chooses which sentences"
+
+
+def test_a_transcript_without_sentence_ends_is_an_error(tmp_path, make_wav):
+    _write(
+        tmp_path, make_wav, "flat", [[("no", 0.1, 0.3, 0.9), ("punctuation", 0.3, 0.9, 0.9), ("here", 0.9, 1.2, 0.9)]]
+    )
+    with pytest.raises(TranscriptError, match="flat.json: no unique sentence of 2-40 timed words"):
+        build_sta_rows(tmp_path / "w", tmp_path / "a", span="sentence")
+    rows, skipped = build_sta_rows(tmp_path / "w", tmp_path / "a", span="sentence", skip_invalid=True)
+    assert rows == [] and dict(skipped) == {"too_few_words": 1}
+    assert [r["query"] for r in build_sta_rows(tmp_path / "w", tmp_path / "a", spans_per_file=1)[0]] == [
+        "no punctuation here"
+    ]  # n-grams (the default) need no punctuation
+    with pytest.raises(ValueError, match="unknown STA span 'clause'"):
+        build_sta_rows(tmp_path / "w", tmp_path / "a", span="clause")
+
+
+def test_the_command_line_builds_sentence_spans(corpus, capsys):
+    from rl_audio.data.__main__ import main
+
+    out = corpus / "sentences.jsonl"
+    args = ["--quiet", "sta", "--whisper-dir", str(corpus / "whisper"), "--audio-dir", str(corpus / "audio")]
+    assert main([*args, "--out", str(out), "--span", "sentence"]) == 0
+    rows = load_manifest(out)
+    assert sorted(r["query"] for r in rows) == sorted([" ".join(w[0] for w in SEG0 + SEG1), "Hello world, friends."])
+    assert {r["meta"]["span"] for r in rows} == {"sentence"}

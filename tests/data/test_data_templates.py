@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rl_audio.data.manifest import validate_row
-from rl_audio.data.templates import STYLES, render_question, render_target
+from rl_audio.data.templates import STYLES, TGSR_REASONING_INSTRUCTION, render_question, render_target
 
 
 def row(task, **kw):
@@ -111,3 +111,45 @@ def test_round_trip_to_a_hundredth(pairs):
     sta = row("sta", duration=200.0, query="p", windows=[windows[0]])
     s, e = map(float, re.findall(r"at (\d+\.\d+) seconds", render_target(sta)))
     assert abs(s - windows[0][0]) <= 0.005 + 1e-9 and abs(e - windows[0][1]) <= 0.005 + 1e-9
+
+
+STA = row("sta", query="I hope the scientist who confirms stream theory,", windows=[[12.05, 14.29]])
+
+
+def test_sta_templates_per_family_as_tgsr_prints_them():
+    # TGSR App. B.1.1 (Qwen2.5-Omni): the tgsr style, and the default of the others
+    assert STYLES["tgsr"] == STYLES["spotsound"]
+    for style in ("tgsr", "spotsound", "timepro"):
+        assert render_question(STA, style) == (
+            "What is the timestamp of the following segment? I hope the scientist who confirms stream theory,"
+        )
+        assert render_target(STA, style) == (
+            "The segment I hope the scientist who confirms stream theory, starts at 12.05 seconds and ends at "
+            "14.29 seconds."
+        )
+    # App. B.1.2 (Audio Flamingo 3): a format instruction after the sentence, an answer without it
+    assert render_question(STA, "tgsr_af3") == (
+        "What is the timestamp of the following segment? I hope the scientist who confirms stream theory, Provide "
+        "both the start and end timestamps of this segment in seconds with 2 decimal places. Format: The segment "
+        "starts at X.XX seconds and ends at Y.YY seconds."
+    )
+    assert render_target(STA, "tgsr_af3") == "The segment starts at 12.05 seconds and ends at 14.29 seconds."
+    # the rest of tgsr_af3 is the spotsound style
+    for task, renderers in STYLES["tgsr_af3"].items():
+        assert (renderers == STYLES["spotsound"][task]) is (task != "sta"), task
+
+
+def test_every_sta_target_parses_back_to_its_window():
+    from rewards.parsing import parse_windows
+
+    for style in STYLES:
+        assert parse_windows(render_target(STA, style)) == [(12.05, 14.29)], style
+
+
+def test_tgsr_stage_2_instruction_as_the_paper_prints_it():
+    # TGSR App. B.1.3, including the sentence the response must open with
+    assert TGSR_REASONING_INSTRUCTION == (
+        "When answering, you must first provide reasoning grounded in the audio content using explicit timestamps. "
+        "Start your response exactly with: \"To determine the best description, let's analyze the audio content and "
+        'the given timestamps:" Then, after the reasoning, provide the final answer.'
+    )

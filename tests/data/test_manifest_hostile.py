@@ -1,4 +1,4 @@
-"""Hostile manifest lines (issue 16): each is refused with its file, line and field, is counted under its own
+"""Hostile manifest lines: each is refused with its file, line and field, is counted under its own
 reason by ``skip_invalid``, and never raises anything but :class:`ManifestError`."""
 
 from __future__ import annotations

@@ -1,14 +1,24 @@
-"""Audiology verification (TGSR App. C.4): crops, ASR, similarity, caching, batching, and a tiny real Whisper."""
+"""Audiology verification (TGSR App. C.4): crops, ASR, similarity, caching, batching, a tiny random Whisper, and the
+choice of ASR backend (the real tiny.en is in test_audiology_real_asr.py)."""
 
 import json
 import pickle
+import sys
 
 import numpy as np
 import pytest
 import soundfile
 
+import rewards
 from rewards import RewardConfigError
-from rewards.audiology import AudiologyVerify, WhisperTranscriber, load_audio, step_similarity
+from rewards.audiology import (
+    AudiologyVerify,
+    CTranslate2WhisperTranscriber,
+    WhisperTranscriber,
+    detect_asr_backend,
+    load_audio,
+    step_similarity,
+)
 
 RATE = 16_000
 
@@ -228,4 +238,55 @@ def test_unloadable_checkpoint_raises_a_clear_error_on_first_call(tmp_path):
     empty.mkdir()
     reward = AudiologyVerify(model=str(empty))
     with pytest.raises(RuntimeError, match="cannot load Whisper checkpoint"):
+        verify(reward, ["[0-1] hello"])
+
+
+# --- ASR backends: detection and errors (no model is loaded) -------------------------------------------------------
+def ct2_dir(path, *names):
+    path.mkdir()
+    for name in names:
+        (path / name).write_text("{}")
+    return path
+
+
+def test_auto_detects_a_ctranslate2_directory(tmp_path):
+    ct2 = ct2_dir(tmp_path / "ct2", "model.bin", "config.json", "tokenizer.json")
+    assert detect_asr_backend(ct2) == "ctranslate2"
+    assert detect_asr_backend(ct2_dir(tmp_path / "hf", "model.safetensors", "config.json")) == "transformers"
+    both = ct2_dir(tmp_path / "both", "model.bin", "config.json", "pytorch_model.bin")
+    assert detect_asr_backend(both) == "transformers"  # transformers weights win
+    assert detect_asr_backend("openai/whisper-tiny.en") == "transformers"  # a hub id
+    assert detect_asr_backend(tmp_path / "missing") == "transformers"
+    reward = rewards.get("audiology_verify", model=str(ct2))  # the recipe route: reward_kwargs reach the class
+    assert isinstance(reward.transcriber, CTranslate2WhisperTranscriber)
+    assert reward.transcriber._model is None  # loads on first call
+    assert (reward.transcriber.device, reward.transcriber.compute_type) == ("cpu", "int8")
+    assert pickle.loads(pickle.dumps(reward)).transcriber.model_name == str(ct2)
+    gpu = CTranslate2WhisperTranscriber(ct2, device="cuda:1")
+    assert (gpu.device, gpu.device_index, gpu.compute_type) == ("cuda", 1, "default")
+    forced = AudiologyVerify(model=str(ct2), asr_backend="transformers")
+    assert isinstance(forced.transcriber, WhisperTranscriber)
+
+
+def test_ctranslate2_errors_name_the_path_and_what_is_missing(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="CTranslate2 Whisper directory .*missing.* does not exist"):
+        AudiologyVerify(model=str(tmp_path / "missing"), asr_backend="ctranslate2")
+    partial = ct2_dir(tmp_path / "partial", "config.json")
+    with pytest.raises(FileNotFoundError, match=r"partial.* has no model\.bin, tokenizer\.json"):
+        AudiologyVerify(model=str(partial), asr_backend="ctranslate2")
+    ct2 = ct2_dir(tmp_path / "ct2", "model.bin", "config.json", "tokenizer.json")
+    with pytest.raises(RewardConfigError, match="asr_backend 'onnx' is not one of auto, transformers, ctranslate2"):
+        AudiologyVerify(model=str(ct2), asr_backend="onnx")
+    with pytest.raises(RewardConfigError, match=r"\['beam_size'\] apply to asr_backend 'ctranslate2' only"):
+        AudiologyVerify(model=str(ct2), asr_backend="transformers", beam_size=2)
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install faster-whisper"):
+        AudiologyVerify(model=str(ct2))
+
+
+def test_an_unreadable_ctranslate2_model_fails_on_first_call(tmp_path):
+    pytest.importorskip("faster_whisper", reason="faster-whisper is not installed: pip install faster-whisper")
+    ct2 = ct2_dir(tmp_path / "ct2", "model.bin", "config.json", "tokenizer.json")  # model.bin holds "{}"
+    reward = AudiologyVerify(model=str(ct2))
+    with pytest.raises(RuntimeError, match="cannot load CTranslate2 Whisper model .*ct2"):
         verify(reward, ["[0-1] hello"])

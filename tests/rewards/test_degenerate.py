@@ -1,4 +1,4 @@
-"""Degenerate answers (issue 11): predicted windows shorter than ``min_duration`` earn no credit.
+"""Degenerate answers: predicted windows shorter than ``min_duration`` earn no credit.
 
 With a 0.2 s collar, "From 1.3 seconds to 1.3 seconds." is within the collar of both boundaries of [1.2, 1.5], so
 the paper-literal Eb-F1 is 1.0 while its IoU is 0. By default the temporal rewards give such windows no credit;

@@ -1,4 +1,4 @@
-"""Rewards on datasets without a ``task`` column: each row is taken as the reward's own task (issue 13)."""
+"""Rewards on datasets without a ``task`` column: each row is taken as the reward's own task."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 wins over the recipe; the paper recipes carry the papers' hyperparameters.
 
 Which config a recipe is for: a recipe with a top-level `rewards:` key is a GRPO recipe (AudioGRPOConfig). Without
-one, the file name decides: names containing `sft`, and `sta.yaml` / `spotsound.yaml`, are SFT recipes
+one, the file name decides: names containing `sft`, and `sta.yaml` / `spotsound*.yaml`, are SFT recipes
 (AudioSFTConfig); names starting with `grpo`, `tgsr` or `timepro` (other than `timepro_sft`) are GRPO recipes. A
 recipe that fits neither rule fails the test, so that a new recipe is never silently left unchecked.
 """
@@ -19,7 +19,7 @@ from rl_audio.configs import AudioGRPOConfig, AudioSFTConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml")) + sorted((ROOT / "recipes" / "cpu").glob("*.yaml"))
-SFT_NAMES = {"sta", "spotsound"}
+SFT_NAMES = {"sta", "spotsound", "spotsound_af3"}
 GRPO_PREFIXES = ("grpo", "tgsr", "timepro")
 
 
@@ -40,7 +40,7 @@ def rel(path: Path) -> str:
 
 def test_the_recipes_exist():
     names = {rel(p) for p in RECIPES}
-    expected = {"recipes/sta.yaml", "recipes/spotsound.yaml", "recipes/timepro_sft.yaml"}
+    expected = {"recipes/sta.yaml", "recipes/spotsound.yaml", "recipes/spotsound_af3.yaml", "recipes/timepro_sft.yaml"}
     expected |= {f"recipes/cpu/{n}.yaml" for n in ("sta", "spotsound", "timepro_sft")}
     assert expected <= names
 
@@ -103,7 +103,13 @@ PAPER = {
         "gradient_accumulation_steps": 8,
         "tasks": ["sta"],
         "timestamp_mode": "none",
+        "answer_style": "tgsr",  # App. B.1.1, the Qwen2.5-Omni template
     },
+}
+PAPER["recipes/spotsound_af3.yaml"] = {  # SpotSound-A: §2.2 backbone, §4.1 settings for all experiments, Table 8
+    **PAPER["recipes/spotsound.yaml"],
+    "model_name_or_path": "nvidia/audio-flamingo-3-hf",
+    "max_audio_seconds": 600.0,  # Audio Flamingo 3: at most 20 windows of 30 s
 }
 
 
@@ -115,6 +121,50 @@ def test_paper_recipes_carry_the_papers_settings(recipe, tmp_path):
     assert cfg.optim.startswith("adamw")
     assert yaml.safe_load((ROOT / recipe).read_text())["bf16"] is True  # the GPU recipes train in bf16
     assert cfg.max_length is None or cfg.max_length >= 2048  # 30 s of audio alone is 750+ tokens
+
+
+def test_spotsound_af3_is_the_spotsound_recipe_on_audio_flamingo_3():
+    qwen = yaml.safe_load((ROOT / "recipes" / "spotsound.yaml").read_text())
+    af3 = yaml.safe_load((ROOT / "recipes" / "spotsound_af3.yaml").read_text())
+    changed = {k for k in qwen.keys() | af3.keys() if qwen.get(k) != af3.get(k)}
+    assert changed == {"model_name_or_path", "max_audio_seconds", "output_dir"}
+
+
+PAPER_RECIPES = ["recipes/tgsr.yaml", "recipes/sta.yaml", "recipes/spotsound.yaml", "recipes/spotsound_af3.yaml"]
+
+
+@pytest.mark.parametrize("recipe", PAPER_RECIPES)
+def test_paper_recipe_headers_name_what_the_paper_does_not_give(recipe):
+    header = (ROOT / recipe).read_text().split("\nmodel_name_or_path:")[0]
+    assert "From the paper:" in header or "recipes/spotsound.yaml's" in header, recipe
+    assert "Our choices" in header or "our choices" in header, recipe
+    assert "docs/papers.md" in header
+
+
+def test_tgsr_recipe_carries_the_papers_settings(tmp_path):
+    from rl_audio.data.templates import TGSR_REASONING_INSTRUCTION
+
+    cfg = parse_recipe(AudioGRPOConfig, [str(ROOT / "recipes" / "tgsr.yaml"), "--output_dir", str(tmp_path)])
+    table_6 = {
+        "use_peft": True,
+        "learning_rate": 5e-6,
+        "warmup_steps": 0.03,
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 4,
+        "num_generations": 8,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "beta": 0.04,
+        "epsilon": 0.2,
+    }
+    for key, value in table_6.items():
+        assert getattr(cfg, key) == value, key
+    assert cfg.system_prompt == TGSR_REASONING_INSTRUCTION  # App. B.1.3, as printed
+    assert cfg.rewards == ["answer_correctness", "timestamp_compaction"] and cfg.reward_weights == [1.0, 1.0]  # eq. 3
+    compaction = cfg.reward_kwargs["timestamp_compaction"]
+    assert (compaction["k_ref"], compaction["c_max"], compaction["c_min"]) == (1, 0.5, 0.1)  # §3.2
+    assert cfg.scale_rewards == "group"  # eq. 5: (R_i - mean) / std over the group
 
 
 def test_cpu_variants_keep_the_structure_of_their_paper_recipe(tmp_path):
@@ -249,8 +299,9 @@ def test_a_typo_in_a_choice_fails_at_parse_time(tmp_path, cls, key, value, messa
         parse_recipe(cls, ["--output_dir", str(tmp_path), "--bf16", "false", f"--{key}", value])
 
 
-def test_tgsr_averages_the_loss_per_trajectory_as_eq_6_does(tmp_path):
-    cfg = parse_recipe(AudioGRPOConfig, [str(ROOT / "recipes" / "tgsr.yaml"), "--output_dir", str(tmp_path)])
+@pytest.mark.parametrize("recipe", ["recipes/tgsr.yaml", "recipes/cpu/grpo_tgsr.yaml"])
+def test_tgsr_averages_the_loss_per_trajectory_as_eq_6_does(tmp_path, recipe):
+    cfg = parse_recipe(AudioGRPOConfig, [str(ROOT / recipe), "--output_dir", str(tmp_path)])
     assert cfg.loss_type == "grpo"  # TGSR eq. 6: 1/G sum_i 1/|tau_i| sum_t; TRL's default dapo is token-level
 
 

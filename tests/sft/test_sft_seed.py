@@ -1,5 +1,5 @@
 """The seed applies before any random initialisation: two LoRA runs with one seed start from the same adapter and
-train to the same tensors; another seed starts elsewhere (issue 17)."""
+train to the same tensors; another seed starts elsewhere."""
 
 from __future__ import annotations
 
