@@ -25,6 +25,34 @@ import torch
 
 logger = logging.getLogger(__name__)
 
+
+def held_deepspeed_config():
+    """The DeepSpeed config transformers holds for this process (set by a DeepSpeed `TrainingArguments`), or None."""
+    try:
+        from transformers.integrations import deepspeed as hf_deepspeed
+    except ImportError:  # no deepspeed integration
+        return None
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    return ref() if ref is not None else None
+
+
+@contextlib.contextmanager
+def deepspeed_config_detached(ds_config):
+    """Models built or loaded inside have whole tensors (no `deepspeed.zero.Init`); `ds_config` is restored after.
+
+    A no-op when `ds_config` is None."""
+    if ds_config is None:
+        yield
+        return
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(ds_config)
+
+
 SAMPLING_RATE = 16000
 
 

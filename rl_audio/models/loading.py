@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer
 
-from .base import AudioLMAdapter
+from .base import AudioLMAdapter, deepspeed_config_detached, held_deepspeed_config
 from .encoder_cache import EncoderCache
 from .families import adapter_for_model_type
 from .presets import resolve_model_path
@@ -70,19 +70,12 @@ def _whole_weights_unless_zero3_init():
     timestamp tokens are added and initialised on whole matrices, and DeepSpeed shards the model when training
     starts. With `zero3_init_flag: true` loading stays sharded (rl_audio.models.timestamps gathers what it edits).
     """
-    from transformers.integrations import deepspeed as hf_deepspeed
-
     flag = os.environ.get("ACCELERATE_DEEPSPEED_ZERO3_INIT", "").lower()
-    ref = hf_deepspeed._hf_deepspeed_config_weak_ref
-    ds_config = ref() if ref is not None else None
+    ds_config = held_deepspeed_config()
     if ds_config is None or not ds_config.is_zero3() or flag not in ("false", "0"):
+        ds_config = None  # keep transformers' sharded loading
+    with deepspeed_config_detached(ds_config):
         yield
-        return
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        hf_deepspeed.set_hf_deepspeed_config(ds_config)
 
 
 def load_adapter(path: str) -> AudioLMAdapter:

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 from transformers import WhisperFeatureExtractor
 
+from .base import deepspeed_config_detached, held_deepspeed_config
 from .tokenizer import CHATML_TEMPLATE, build_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -283,21 +284,8 @@ def _outside_zero3():
     partitions each parameter to an empty placeholder; a preset is a local checkpoint that the run loads afterwards
     (through ZeRO-3's own `from_pretrained` path), so it is built with the DeepSpeed config detached for the moment.
     """
-    try:
-        from transformers.integrations import deepspeed as hf_deepspeed
-    except ImportError:  # no deepspeed integration: nothing to detach
+    with deepspeed_config_detached(held_deepspeed_config()):
         yield
-        return
-    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
-    held = ref() if ref is not None else None
-    if held is None:
-        yield
-        return
-    hf_deepspeed.unset_hf_deepspeed_config()
-    try:
-        yield
-    finally:
-        hf_deepspeed.set_hf_deepspeed_config(held)
 
 
 def build_preset(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Path:

@@ -7,21 +7,10 @@ import json
 import re
 
 import pytest
-from conv_helpers import file_writer, wav_writer
 
 from rl_audio.converters import ConverterError, convert
 from rl_audio.converters.__main__ import main
 from rl_audio.data import load_manifest
-
-
-@pytest.fixture
-def wav(tmp_path):
-    return wav_writer(tmp_path)
-
-
-@pytest.fixture
-def write(tmp_path):
-    return file_writer(tmp_path)
 
 
 def _cm(write, lines):

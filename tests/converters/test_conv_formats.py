@@ -5,20 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conv_helpers import file_writer, wav_writer
 
 from rl_audio.converters import convert
 from rl_audio.data import load_manifest, write_manifest
-
-
-@pytest.fixture
-def wav(tmp_path):
-    return wav_writer(tmp_path)
-
-
-@pytest.fixture
-def write(tmp_path):
-    return file_writer(tmp_path)
 
 
 def _by_id(rows):

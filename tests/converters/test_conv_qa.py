@@ -7,24 +7,12 @@ import csv
 import json
 
 import pytest
-from conv_helpers import file_writer, wav_writer
 
 from rl_audio.converters import SOURCES, ConverterError, convert
 from rl_audio.converters.__main__ import main
 from rl_audio.converters.qa import MELD_COLUMNS, MELD_EMOTIONS
 from rl_audio.data import load_manifest
 from rl_audio.data.templates import render_question, render_target
-
-
-@pytest.fixture
-def wav(tmp_path):
-    return wav_writer(tmp_path)
-
-
-@pytest.fixture
-def write(tmp_path):
-    return file_writer(tmp_path)
-
 
 # rows as in github.com/declare-lab/MELD data/MELD/test_sent_emo.csv (quoted times with a comma, quoted utterances)
 MELD_ROWS = [
