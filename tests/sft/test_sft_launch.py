@@ -46,7 +46,9 @@ def test_cpu_recipe_through_accelerate(tmp_path, name, default_data_args, sta_ma
 
     final = out / "final"
     info = json.loads((final / "rl_audio.json").read_text())
-    assert info["stage"] == "sft" and info["answer_style"] == ("timepro" if name == "timepro_sft" else "spotsound")
+    assert info["stage"] == "sft" and info["answer_style"] == {"timepro_sft": "timepro", "sta": "tgsr"}.get(
+        name, "spotsound"
+    )
     spec = TimestampSpec(**info["timestamps"])
     for card in (final / "README.md", out / "README.md"):  # rl_audio's card, not TRL's "fine-tuned version of [None]"
         text = card.read_text()
