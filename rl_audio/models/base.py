@@ -116,6 +116,10 @@ class AudioLMAdapter:
     model_types: tuple[str, ...] = ()
     # Attribute names on the tokenizer/processor; the strings come from the checkpoint's own tokenizer.
     audio_token_attr: str = "audio_token"
+    # The placeholder when the tokenizer names none: the family processor's own default. transformers'
+    # Qwen2AudioProcessor and AudioFlamingo3Processor fall back the same way, because a checkpoint's tokenizer config
+    # need not carry an `audio_token` entry (the real-file checkpoints of rl_audio.models.real carry none).
+    default_placeholder: str = ""
     # Strings the chat template puts around the single audio placeholder. The prompt builder finds
     # `audio_open + placeholder + audio_close` in the rendered template and replaces it with the expanded sequence.
     audio_open: str = ""
@@ -128,10 +132,12 @@ class AudioLMAdapter:
     def __init__(self, tokenizer, feature_extractor):
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
-        self.placeholder = getattr(tokenizer, self.audio_token_attr, None)
+        self.placeholder = getattr(tokenizer, self.audio_token_attr, None) or self.default_placeholder
         if not self.placeholder:
             raise ValueError(f"the {self.family} tokenizer defines no {self.audio_token_attr!r}")
         self.placeholder_id = tokenizer.convert_tokens_to_ids(self.placeholder)
+        if self.placeholder_id is None or self.placeholder_id == tokenizer.unk_token_id:
+            raise ValueError(f"the {self.family} audio placeholder {self.placeholder!r} is not in the tokenizer")
         # A feature extractor set up for windows shorter than the family's (the mini presets' 10 s) sets the window:
         # the encoder's position table is that long. Real checkpoints' extractors are 30 s (Qwen2-Audio, AF3) or
         # longer (Qwen2.5-Omni), so the family's window stands.

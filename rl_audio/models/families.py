@@ -87,6 +87,7 @@ class Qwen2AudioAdapter(AudioLMAdapter):
     model_types = ("qwen2_audio",)
     audio_open = "<|audio_bos|>"
     audio_close = "<|audio_eos|>"
+    default_placeholder = "<|AUDIO|>"
     frame_mask_key = "feature_attention_mask"
 
     @classmethod
@@ -168,6 +169,7 @@ class Qwen2_5OmniAdapter(AudioLMAdapter):
     model_types = ("qwen2_5_omni_thinker", "qwen2_5_omni")
     audio_open = "<|audio_bos|>"
     audio_close = "<|audio_eos|>"
+    default_placeholder = "<|AUDIO|>"
     frame_mask_key = "feature_attention_mask"
     tower_cache = _FlatTowerCache
 
@@ -202,6 +204,7 @@ class AudioFlamingo3Adapter(AudioLMAdapter):
 
     family = "audio_flamingo3"
     model_types = ("audioflamingo3",)
+    default_placeholder = "<sound>"
     frame_mask_key = "input_features_mask"
     max_windows = 20
     tower_cache = _WindowTowerCache

@@ -325,6 +325,10 @@ def build_preset(name: str, out_dir: str | os.PathLike, *, seed: int = 0) -> Pat
 def resolve_model_path(name_or_path: str, *, seed: int = 0, cache_dir: str | os.PathLike | None = None) -> str:
     """A preset name becomes its cached checkpoint directory (built on first use); anything else is returned as is."""
     if name_or_path not in PRESETS:
+        from .real import REAL_CHECKPOINTS, resolve_real  # the real-file checkpoints (real.py)
+
+        if name_or_path in REAL_CHECKPOINTS:
+            return resolve_real(name_or_path, seed=seed, cache_dir=cache_dir or default_cache_dir())
         return name_or_path
     key = hashlib.sha1(json.dumps([name_or_path, seed, PRESET_VERSION]).encode()).hexdigest()[:8]
     out = Path(cache_dir or default_cache_dir()) / "presets" / f"{name_or_path}-seed{seed}-{key}"

@@ -130,7 +130,8 @@ def add_timestamp_tokens(model, tokenizer, spec: TimestampSpec) -> list[int]:
     tied = head is not None and _same_tensor(head.weight, emb.weight)
     # Qwen configs carry spare rows past len(tokenizer): resize only when the new ids do not fit.
     if max(ids) >= _rows(emb.weight):
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        # max id + 1, not len(tokenizer): with a gap in the added-token ids the two differ, and len() would cut rows
+        model.resize_token_embeddings(max(len(tokenizer), max(ids) + 1), mean_resizing=False)
         emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     tables = [emb.weight] + ([] if tied or head is None else [head.weight])
     with torch.no_grad(), gathered(tables, modifier_rank=0):
