@@ -177,8 +177,8 @@ def run_grpo(a, kind: str, seconds: float, group: int) -> dict:
             towers = [lm.adapter.audio_encoder(m) for m in (trainer.model, trainer.ref_model)]
             lengths = _audio_prompt_lengths(lm, cfg, list(trainer.train_dataset))
         else:
+            from rl_audio.data.splits import load_rows
             from rl_audio.data.templates import render_question
-            from rl_audio.runs import load_rows
 
             lm, path = _text_lm(a.preset, tmp)
             rows = [dict(r, prompt=render_question(r, cfg.answer_style)) for r in load_rows(cfg, "train")]
@@ -209,8 +209,8 @@ def run_sft(a, kind: str, seconds: float, batch: int) -> dict:
 
     from rl_audio.cli import parse_recipe
     from rl_audio.configs import AudioSFTConfig
+    from rl_audio.data.splits import load_rows
     from rl_audio.data.templates import render_question, render_target
-    from rl_audio.runs import load_rows
     from rl_audio.sft import build_trainer
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,12 +19,11 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from .parsing import Event, _valid_duration, cap_text
+from .tasks import TASKS, as_flag
 
 __all__ = ["RewardConfigError", "RewardFunction", "Row", "completion_text"]
 
 logger = logging.getLogger(__name__)
-
-TASKS = ("grounding", "existence", "sed", "dac", "sta", "qa")
 
 
 class RewardConfigError(ValueError):
@@ -71,6 +70,11 @@ class Row:
     def __init__(self, reward: str, columns: dict[str, Any], index: int, task: str):
         self._reward, self._columns, self._index, self.task = reward, columns, index, task
 
+    @classmethod
+    def of(cls, row: Mapping[str, Any], reader: str = "evaluation") -> Row:
+        """One row given as a mapping (a manifest row, its ``task`` included); ``reader`` names it in errors."""
+        return cls(reader, {column: [value] for column, value in row.items()}, 0, row["task"])
+
     def __getitem__(self, column: str) -> Any:
         if column not in self._columns:
             raise RewardConfigError(
@@ -95,6 +99,16 @@ class Row:
         except (TypeError, ValueError, IndexError, KeyError) as error:
             raise RewardConfigError(
                 f"reward {self._reward!r}: column {column!r} must hold [[start, end], ...], got {value!r}"
+            ) from error
+
+    def flag(self, column: str = "exists") -> bool | None:
+        """A boolean (:func:`rewards.tasks.as_flag`: bools, numpy bools, 0/1, "true"/"false", ...); None stays None."""
+        value = self[column]
+        try:
+            return as_flag(value)
+        except ValueError as error:
+            raise RewardConfigError(
+                f"reward {self._reward!r}: column {column!r} must hold booleans, got {value!r}"
             ) from error
 
     def events(self, column: str = "events") -> list[Event] | None:
@@ -126,9 +140,16 @@ class RewardFunction:
 
     __name__ = "reward"
     default_tasks: ClassVar[tuple[str, ...]] = ()
-    # read-only here; each subclass sets its own mapping
     required_columns: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
     low, high = 0.0, 1.0
+
+    def __init_subclass__(cls, **kwargs: Any):
+        # class attributes are shared by every instance: keep the ones a subclass sets immutable
+        super().__init_subclass__(**kwargs)
+        cls.default_tasks = tuple(cls.default_tasks)
+        cls.required_columns = MappingProxyType(
+            {task: tuple(columns) for task, columns in cls.required_columns.items()}
+        )
 
     def __init__(self, *, name: str | None = None, tasks: Sequence[str] | None = None):
         if name is not None:

@@ -6,32 +6,13 @@ default combination of the two reward functions (``reward_weights`` = [1, 1]).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ._base import RewardConfigError, RewardFunction, Row
-from .grounding import MIN_DURATION, check_min_duration, is_too_short
-from .parsing import answer_region, final_line, normalise_text, parse_choice, parse_windows
+from .grounding import check_min_duration
+from .matching import MIN_DURATION, is_too_short
+from .parsing import parse_windows
+from .tasks import get as get_task
 
 __all__ = ["AnswerCorrectness", "TimestampCompaction", "count_grounded_units"]
-
-
-def _answer_index(answer: str, choices: Sequence[str] | None) -> int | None:
-    """Index of the correct choice: by its text, or by a letter answer such as ``b`` or ``(b)``."""
-    norm = normalise_text(answer)
-    if choices:
-        for index, choice in enumerate(choices):
-            if normalise_text(str(choice)) == norm:
-                return index
-        if len(norm) == 1 and "a" <= norm <= "z" and ord(norm) - ord("a") < len(choices):
-            return ord(norm) - ord("a")
-    return None
-
-
-def _strip_letter(line: str) -> str:
-    """``(b) a cat`` -> ``a cat``: the choice text of a final answer line."""
-    norm = normalise_text(line)
-    head, _, rest = norm.partition(" ")
-    return rest if len(head) == 1 and rest and line.lstrip().startswith(("(", head)) else norm
 
 
 class AnswerCorrectness(RewardFunction):
@@ -55,22 +36,13 @@ class AnswerCorrectness(RewardFunction):
 
     __name__ = "answer_correctness"
     default_tasks = ("qa",)
-    required_columns = {"qa": ("answer",)}
+    required_columns = {"qa": get_task("qa").columns}
 
-    def reference(self, row: Row) -> tuple[str, list[str] | None] | None:
-        answer = row["answer"]
-        if answer is None:
-            return None
-        choices = row.get("choices")
-        return str(answer), None if choices is None else [str(choice) for choice in choices]
+    def reference(self, row: Row) -> tuple[str, tuple[str, ...] | None] | None:
+        return get_task("qa").reference(row)
 
-    def score(self, text: str, reference: tuple[str, list[str] | None], row: Row) -> float:
-        answer, choices = reference
-        target = _answer_index(answer, choices)
-        if target is not None:
-            return 1.0 if parse_choice(text, choices) == target else 0.0
-        line = final_line(answer_region(text))
-        return 1.0 if line and _strip_letter(line) == normalise_text(answer) else 0.0
+    def score(self, text: str, reference: tuple[str, tuple[str, ...] | None], row: Row) -> float:
+        return 1.0 if get_task("qa").grade(reference, text, row).correct else 0.0
 
 
 def count_grounded_units(text: str, min_duration: float = 0.0) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "event_f1",
     "event_true_positives",
     "existence_accuracy",
+    "f_measure",
     "interval_iou",
     "mean_iou",
     "recall_at",
@@ -327,10 +328,21 @@ def event_f1(
         evaluate_onset=evaluate_onset,
         evaluate_offset=evaluate_offset,
     )
-    n_ref, n_est = len(reference), len(estimate)
+    return f_measure(true_positives, len(reference), len(estimate))
+
+
+def f_measure(tp: int, n_ref: int, n_est: int) -> float:
+    """``F = 2PR / (P + R)`` from counts, ``P = TP / N_est``, ``R = TP / N_ref`` (0 when ``P = R = 0``), computed as
+    sed_eval computes it; both counts 0 gives 1.0 and exactly one 0 gives 0.0 (where sed_eval gives NaN).
+
+    The one F of the package: :func:`event_f1` of a clip, and evaluation's corpus F of counts summed over clips.
+
+    >>> f_measure(1, 2, 1), f_measure(0, 0, 0), f_measure(0, 3, 0)
+    (0.6666666666666666, 1.0, 0.0)
+    """
     if n_ref == 0 or n_est == 0:
         return 1.0 if n_ref == n_est else 0.0
-    precision, recall = true_positives / n_est, true_positives / n_ref
+    precision, recall = tp / n_est, tp / n_ref
     if precision == 0 and recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)

@@ -28,9 +28,11 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from ._base import RewardFunction, Row
-from .parsing import Event, answer_region, parse_event_answer
+from .parsing import Event
+from .tasks import EventGrade
+from .tasks import get as get_task
 
-__all__ = ["MeteorReward", "meteor_score", "tokenize"]
+__all__ = ["MeteorReward", "caption_meteor", "meteor_score", "tokenize"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +199,24 @@ def _caption_paragraph(events: Sequence[Event]) -> str:
     return " ".join(event.label for event in sorted(events, key=lambda event: (event.onset, event.offset)))
 
 
+def caption_meteor(grade: EventGrade) -> float:
+    """METEOR of a dense-captioning grade: the answer's caption paragraph against the reference's. Both without
+    events: 1.0; exactly one without events: 0.0; an unparseable answer: 0.0.
+
+    >>> from rewards._base import Row
+    >>> from rewards.tasks import grade
+    >>> row = Row.of({"task": "dac", "events": [{"onset": 1, "offset": 2, "label": "rain"}]})
+    >>> caption_meteor(grade(row, "[]")), caption_meteor(grade(row, "no idea"))
+    (0.0, 0.0)
+    """
+    if grade.answer is None:
+        return 0.0
+    reference, hypothesis = _caption_paragraph(grade.reference), _caption_paragraph(grade.answer)
+    if not reference.strip() or not hypothesis.strip():
+        return 1.0 if not reference.strip() and not hypothesis.strip() else 0.0
+    return meteor_score(reference, hypothesis)
+
+
 class MeteorReward(RewardFunction):
     """METEOR of the predicted captions, TimePro-RL's auxiliary reward for dense audio captioning (§3.2, eq. 2).
 
@@ -215,17 +235,10 @@ class MeteorReward(RewardFunction):
 
     __name__ = "meteor"
     default_tasks = ("dac",)
-    required_columns = {"dac": ("events",)}
+    required_columns = {"dac": get_task("dac").columns}
 
-    def reference(self, row: Row) -> str | None:
-        events = row.events("events")
-        return None if events is None else _caption_paragraph(events)
+    def reference(self, row: Row) -> tuple[Event, ...] | None:
+        return get_task("dac").reference(row)
 
-    def score(self, text: str, reference: str, row: Row) -> float:
-        predicted = parse_event_answer(answer_region(text), row.duration())
-        if predicted is None:
-            return 0.0
-        hypothesis = _caption_paragraph(predicted)
-        if not reference.strip() or not hypothesis.strip():
-            return 1.0 if not reference.strip() and not hypothesis.strip() else 0.0
-        return meteor_score(reference, hypothesis)
+    def score(self, text: str, reference: tuple[Event, ...], row: Row) -> float:
+        return caption_meteor(get_task("dac").grade(reference, text, row))

@@ -167,6 +167,20 @@ def _check_training_args(cfg) -> None:
     _cpu_precision(cfg)
 
 
+# Declared in each training config's own body (a mixin's field would lose to TrainingArguments' in the MRO).
+# transformers 5 has no `overwrite_output_dir`; the name and meaning are those of its former example scripts.
+RESUME_HELP = (
+    "Unset: continue from the last complete output_dir/checkpoint-N, or start at step 0 when there is none. true: "
+    "the same, but no complete checkpoint is an error. A path: that checkpoint (an error if it is missing or "
+    "incomplete). false: step 0, an error if output_dir holds checkpoints. An incomplete checkpoint (a save cut "
+    "short) is skipped and moved to output_dir/torn-checkpoint-N (docs/sft.md, Resuming)."
+)
+OVERWRITE_HELP = (
+    "Start over at step 0 even if output_dir holds checkpoints: they and final/ are moved to output_dir/replaced-K "
+    "(nothing is deleted). Off: a relaunch continues the run."
+)
+
+
 @dataclass
 class AudioSFTConfig(SFTConfig, AudioArguments):
     """`trl.SFTConfig` plus the audio arguments. Rows are turned into model inputs by the audio collator, so TRL's
@@ -195,6 +209,8 @@ class AudioSFTConfig(SFTConfig, AudioArguments):
             "to output_dir/final; the adapter is kept in output_dir/final/adapter."
         },
     )
+    resume_from_checkpoint: str | bool | None = field(default=None, metadata={"help": RESUME_HELP})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
 
 
 @dataclass
@@ -233,6 +249,8 @@ class AudioGRPOConfig(GRPOConfig, AudioArguments):
         },
     )
     save_merged: bool = field(default=True, metadata={"help": "Write a merged model to output_dir/final."})
+    resume_from_checkpoint: str | bool | None = field(default=None, metadata={"help": RESUME_HELP})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
 
     def __post_init__(self):
         if isinstance(self.fusion_aux, str) and self.fusion_aux.lstrip().startswith("{"):

@@ -15,16 +15,22 @@ import rewards as reward_lib
 from .cli import parse_recipe, run_entry
 from .configs import AudioGRPOConfig
 from .data import render_question
+from .data.splits import load_rows
+from .models.loading import load_model_for
 from .models.prompting import PromptBuilder
-from .runs import load_for_training, load_model_for, load_rows, save_final, setup_logging
-from .trainers.grpo import AudioGRPOTrainer, FusedRewardSlot, GuardedReward
+from .models.training import load_for_training
+from .runs import save_final, setup_logging
+from .trainers.fusion import RewardFusion
+from .trainers.grpo import AudioGRPOTrainer, GuardedReward
+from .trainers.resume import resume_checkpoint
 from .trainers.sft import FreezeRowsCallback
 
 logger = logging.getLogger("rl_audio.grpo")
 
 
-def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], dict | None]:
-    """Reward functions (by registry name or dotted path, with their own settings) and weights; fusion slot."""
+def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], RewardFusion | None]:
+    """Reward functions (by registry name or dotted path, with their own settings), TRL's weights of their columns,
+    and the recipe's fusion (whose fused column comes last)."""
     unknown = set(cfg.reward_kwargs) - set(cfg.rewards)
     if unknown:
         raise ValueError(f"reward_kwargs has settings for {sorted(unknown)}, which are not in rewards {cfg.rewards}")
@@ -32,68 +38,18 @@ def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], dict | None]
     weights = list(cfg.reward_weights) if cfg.reward_weights else [1.0] * len(funcs)
     if len(weights) != len(funcs):
         raise ValueError(f"reward_weights has {len(weights)} entries for {len(funcs)} rewards {cfg.rewards}")
-    if cfg.fusion_main is None and cfg.fusion_aux is None:
+    fusion = RewardFusion.from_recipe(cfg, dict(zip(cfg.rewards, funcs)))
+    if fusion is None:
         return funcs, weights, None
-    per_task = isinstance(cfg.fusion_aux, dict)
-    if per_task:
-        if not cfg.fusion_aux:
-            raise ValueError("fusion_aux is an empty mapping: give one reward, or one per task")
-        from .data.manifest import TASKS
-
-        unknown = sorted(set(cfg.fusion_aux) - set(TASKS))
-        if unknown:
-            raise ValueError(
-                f"fusion_aux {cfg.fusion_aux}: unknown task(s) {unknown}; valid tasks: {', '.join(TASKS)}"
-            )
-        aux_roles = [(f"fusion_aux[{t}]", n) for t, n in cfg.fusion_aux.items()]
-    else:
-        aux_roles = [("fusion_aux", cfg.fusion_aux)]
-    for role, name in (("fusion_main", cfg.fusion_main), *aux_roles):
-        if name not in cfg.rewards:
-            raise ValueError(f"{role} {name!r} is not one of the configured rewards {cfg.rewards}")
-    if per_task:
-        by_name = dict(zip(cfg.rewards, funcs))
-        for task, name in cfg.fusion_aux.items():
-            for role, reward in (("fusion_main", cfg.fusion_main), (f"fusion_aux[{task}]", name)):
-                _check_applies(by_name[reward].fn, role, reward, task)
-        if cfg.tasks:
-            check_fusion_tasks(cfg, cfg.tasks)
-    # TimePro-RL eq. 2 replaces main and aux by the fused reward: they stay as columns (and are logged) with weight
-    # 0, and the fused column carries the main reward's weight.
-    main_i = cfg.rewards.index(cfg.fusion_main)
-    fused_weight = weights[main_i]
-    weights[main_i] = 0.0
-    for _, name in aux_roles:
-        weights[cfg.rewards.index(name)] = 0.0
-    funcs.append(FusedRewardSlot(cfg.fusion_main, cfg.fusion_aux))
-    weights.append(fused_weight)
-    return funcs, weights, {"main": cfg.fusion_main, "aux": cfg.fusion_aux, "eps": cfg.fusion_eps}
-
-
-def _check_applies(fn, role: str, name: str, task: str) -> None:
-    """A reward that declares its tasks (``rewards.RewardFunction.tasks``) returns None on any other task, which
-    the fusion reads as 0: mapped to such a task it would zero every fused group of it."""
-    tasks = getattr(fn, "tasks", None)
-    if tasks is not None and task not in tasks:
-        raise ValueError(f"{role} {name!r} does not apply to task {task!r} (it scores {list(tasks)})")
-
-
-def check_fusion_tasks(cfg: AudioGRPOConfig, tasks) -> None:
-    """With a per-task `fusion_aux`, every training task needs an auxiliary reward."""
-    missing = sorted(set(tasks) - set(cfg.fusion_aux))
-    if missing:
-        raise ValueError(
-            f"fusion_aux {cfg.fusion_aux} has no auxiliary reward for the training task(s) {missing}; "
-            "add them to the mapping or leave them out of `tasks`"
-        )
+    return [*funcs, fusion.slot()], fusion.reward_weights(weights), fusion
 
 
 def build_trainer(cfg: AudioGRPOConfig):
     funcs, weights, fusion = build_rewards(cfg)
     cfg.reward_weights = weights
     train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})  # data first
-    if isinstance(cfg.fusion_aux, dict) and not cfg.tasks:
-        check_fusion_tasks(cfg, set(train["task"]))  # no `tasks` filter: the tasks the manifests hold
+    if fusion is not None and not cfg.tasks:
+        fusion.check_tasks(set(train["task"]))  # no `tasks` filter: the tasks the manifests hold
     need = cfg.generation_batch_size // cfg.num_generations
     if len(train) < need:
         # TRL's sampler yields only whole generation batches: with fewer prompts it stops at step 0 and exits 0.
@@ -132,8 +88,9 @@ def build_trainer(cfg: AudioGRPOConfig):
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_recipe(AudioGRPOConfig, argv)
     setup_logging(cfg.process_index == 0)
+    checkpoint = resume_checkpoint(cfg)  # before the model loads: a resume setting that cannot work fails now
     trainer, lm = build_trainer(cfg)
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     final = save_final(trainer, lm, cfg, extra_info={"stage": "grpo", "rewards": cfg.rewards})
     logger.info("GRPO done: %s", final)
 

@@ -120,11 +120,13 @@ def main(argv: list[str] | None = None) -> None:
     data = ["--data_dir", str(out / "data"), "--default_data_clips", str(clips)]
     sft_final, grpo_final = out / "sft" / "final", out / "grpo" / "final"
     times = {}
+    # a stage's relaunch continues from its last checkpoint; --force starts it over (the old run is moved aside)
+    fresh = ["--overwrite_output_dir", "true"] if a.force else []
     if a.force or not (sft_final / "rl_audio.json").exists():
-        extra = ["--max_steps", str(a.sft_steps)] if a.sft_steps else []
+        extra = [*fresh, *(["--max_steps", str(a.sft_steps)] if a.sft_steps else [])]
         times["sft"] = _run("sft", ["rl_audio.sft", a.sft_recipe, "--output_dir", str(out / "sft"), *data, *extra])
     if a.force or not (grpo_final / "rl_audio.json").exists():
-        extra = ["--max_steps", str(a.grpo_steps)] if a.grpo_steps else []
+        extra = [*fresh, *(["--max_steps", str(a.grpo_steps)] if a.grpo_steps else [])]
         times["grpo"] = _run(
             "grpo",
             ["rl_audio.grpo", a.grpo_recipe, "--model_name_or_path", str(sft_final), "--output_dir",

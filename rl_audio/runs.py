@@ -1,15 +1,15 @@
-"""What every entry point shares: logging, data, model preparation (LoRA / trainable parts) and the final save."""
+"""What every entry point shares: logging, the checkpoint's run info (`rl_audio.json`), the final save and the model
+card. Data splits live in `rl_audio.data.splits`, model loading and LoRA in `rl_audio.models.loading` and
+`rl_audio.models.training`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 from pathlib import Path
 
-import torch
 import transformers
 
 from .configs import SPEC_KEYS, AudioArguments
@@ -25,73 +25,6 @@ def setup_logging(main_process: bool = True) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     logging.getLogger("rl_audio").setLevel(level)
     transformers.utils.logging.set_verbosity_warning()
-
-
-def manifests_for(cfg: AudioArguments, split: str) -> list[str]:
-    """The recipe's manifests for `split` ('train' or 'eval'); the embedded default data set when none are given."""
-    given = cfg.train_manifests if split == "train" else cfg.eval_manifests
-    if given:
-        key = "train_manifests" if split == "train" else "eval_manifests"
-        missing = [str(p) for p in given if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(
-                f"{key}: {', '.join(missing)} not found (relative paths are read from {os.getcwd()}). Build a "
-                "manifest with `python -m rl_audio.data {synth,sta,negatives,validate,default} --help` or a "
-                f"converter (`python -m rl_audio.converters --help`; docs/data.md), or set {key} to yours; leave "
-                f"{key} empty to use the embedded default data."
-            )
-        return list(given)
-    from .data import build_default_dataset
-
-    # One process builds the files, the others wait and then reuse them (concurrent writers of the same wav files
-    # fail). Global main first, then each node's main: right for a data_dir shared by all nodes or local to each.
-    first = getattr(cfg, "main_process_first", None)
-    with first(local=False) if first else contextlib.nullcontext(), first() if first else contextlib.nullcontext():
-        paths = build_default_dataset(
-            cfg.data_dir, num_train=cfg.default_data_clips, num_test=max(8, cfg.default_data_clips // 4)
-        )
-    return [str(paths["train" if split == "train" else "test"])]
-
-
-def load_rows(cfg: AudioArguments, split: str):
-    """A `datasets.Dataset` of manifest rows (paths, not audio), filtered to `cfg.tasks`.
-
-    Training rows converted from a benchmark's evaluation split are refused (a warning with
-    `allow_eval_split_training`); evaluation rows are not checked (rl_audio.data.provenance)."""
-    from .data import manifest_to_dataset
-
-    paths = manifests_for(cfg, split)
-    guard = "allow" if split != "train" else "warn" if cfg.allow_eval_split_training else "refuse"
-    ds = manifest_to_dataset(paths, skip_invalid=cfg.skip_invalid, eval_splits=guard)
-    if cfg.tasks:
-        ds = ds.filter(lambda r: r["task"] in cfg.tasks)
-    too_long = [r["id"] for r in ds if r["duration"] > cfg.max_audio_seconds]
-    if too_long:
-        raise ValueError(
-            f"{len(too_long)} rows are longer than max_audio_seconds={cfg.max_audio_seconds}: {too_long[:5]}"
-        )
-    if len(ds) == 0:
-        raise ValueError(f"no rows to use in {paths} (tasks filter: {cfg.tasks or 'none'})")
-    limit = getattr(cfg, "max_train_samples", None) if split == "train" else None
-    if limit is not None:
-        ds = subset_rows(ds, limit, getattr(cfg, "seed", 0))
-    logger.info("%s: %d rows from %s", split, len(ds), ", ".join(paths))
-    return ds
-
-
-def subset_rows(ds, limit: int, seed: int):
-    """`limit` rows of `ds` drawn without replacement by `seed` (the same rows for the same seed and data), kept
-    in manifest order; all rows, with a warning, when `ds` has no more than `limit`."""
-    import numpy as np
-
-    if limit < 1:
-        raise ValueError(f"max_train_samples must be >= 1, got {limit}")
-    if limit >= len(ds):
-        if limit > len(ds):
-            logger.warning("max_train_samples=%d but only %d training rows: using all of them", limit, len(ds))
-        return ds
-    picked = np.random.default_rng(seed).choice(len(ds), size=limit, replace=False)
-    return ds.select(sorted(picked.tolist()))
 
 
 # the fields that change what the model reads, per mode (token_init only matters when the tokens are created)
@@ -122,90 +55,6 @@ def check_run_info(cfg: AudioArguments, path: str, *, training: bool = False) ->
                 f"{path} was trained with {SPEC_KEYS[key]}={trained[key]!r} but the recipe says {now[key]!r}; "
                 f"use the setting the checkpoint was trained with ({info_path})"
             )
-
-
-def load_model_for(cfg: AudioArguments, path: str | None = None, *, freeze_audio_encoder: bool = False) -> LoadedModel:
-    """`models.load_model` with the recipe's model settings (the model at `path`, default `model_name_or_path`):
-    the one loader of training, the GRPO reference model and evaluation."""
-    return load_model(
-        path or cfg.model_name_or_path,
-        timestamps=cfg.timestamp_spec(),
-        dtype=cfg.model_dtype,
-        attn_implementation=cfg.attn_implementation,
-        freeze_audio_encoder=freeze_audio_encoder,
-        preset_seed=cfg.preset_seed,
-        cache_audio_features=cfg.cache_audio_features,
-    )
-
-
-def load_for_training(cfg: AudioArguments) -> LoadedModel:
-    from transformers import set_seed
-
-    # The seed first: LoRA's and the random timestamp rows' initial values are drawn while loading, before the
-    # Trainer would set it, so two runs with one seed would otherwise start from different adapters.
-    set_seed(cfg.seed)
-    lm = load_model_for(cfg, freeze_audio_encoder=cfg.freeze_audio_encoder)
-    check_run_info(cfg, lm.path, training=True)
-    _select_trainable(lm, cfg)
-    if cfg.use_peft:
-        lm.model = _wrap_lora(lm, cfg)
-    # ZeRO-3 partitions parameters at load time: their real size is `ds_numel`.
-    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in lm.model.parameters() if p.requires_grad)
-    total = sum(getattr(p, "ds_numel", p.numel()) for p in lm.model.parameters())
-    logger.info("trainable parameters: %d of %d (%.2f%%)", trainable, total, 100 * trainable / max(total, 1))
-    if trainable == 0:
-        raise ValueError("nothing to train: every parameter is frozen (check trainable_modules / use_peft)")
-    return lm
-
-
-def _named_parts(lm: LoadedModel) -> dict[str, torch.nn.Module]:
-    a = lm.adapter
-    return {
-        "aligner": a.aligner(lm.model),
-        "audio_encoder": a.audio_encoder(lm.model),
-        "language_model": a.language_model(lm.model),
-    }
-
-
-def _select_trainable(lm: LoadedModel, cfg: AudioArguments) -> None:
-    if not cfg.trainable_modules:
-        return
-    model, parts = lm.model, _named_parts(lm)
-    model.requires_grad_(False)
-    for item in cfg.trainable_modules:
-        if item in parts:
-            parts[item].requires_grad_(True)
-            continue
-        hits = [p for n, p in model.named_parameters() if item in n]
-        if not hits:
-            raise ValueError(
-                f"trainable_modules: {item!r} matches no parameter; use {sorted(parts)} or a name substring"
-            )
-        for p in hits:
-            p.requires_grad_(True)
-
-
-def _wrap_lora(lm: LoadedModel, cfg: AudioArguments):
-    from peft import LoraConfig, get_peft_model
-
-    lm_module = lm.adapter.language_model(lm.model)
-    prefix = next(n for n, m in lm.model.named_modules() if m is lm_module)
-    linear = {n for n, m in lm.model.named_modules() if n.startswith(prefix + ".") and isinstance(m, torch.nn.Linear)}
-    targets = sorted(n for n in linear if n.rsplit(".", 1)[-1] in cfg.lora_target_modules)
-    missing = [t for t in cfg.lora_target_modules if not any(n.rsplit(".", 1)[-1] == t for n in linear)]
-    if missing:
-        names = sorted({n.rsplit(".", 1)[-1] for n in linear})
-        raise ValueError(f"lora_target_modules {missing} do not exist in the language model; linear layers: {names}")
-    extra_trainable = [n for n, p in lm.model.named_parameters() if p.requires_grad] if cfg.trainable_modules else []
-    config = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-        modules_to_save=sorted({n.rsplit(".", 1)[0] for n in extra_trainable}) or None,
-    )
-    return get_peft_model(lm.model, config)
 
 
 def save_final(trainer, lm: LoadedModel, cfg, extra_info: dict | None = None) -> Path:

@@ -12,8 +12,12 @@ import logging
 
 from .cli import parse_recipe, run_entry
 from .configs import AudioSFTConfig
+from .data.splits import load_rows
+from .models.loading import check_positions
 from .models.prompting import PromptBuilder
-from .runs import load_for_training, load_rows, save_final, setup_logging
+from .models.training import load_for_training
+from .runs import save_final, setup_logging
+from .trainers.resume import resume_checkpoint
 from .trainers.sft import AudioSFTCollator, AudioSFTTrainer, FreezeRowsCallback
 
 logger = logging.getLogger("rl_audio.sft")
@@ -23,6 +27,8 @@ def build_trainer(cfg: AudioSFTConfig):
     train = load_rows(cfg, "train")  # data errors first: they should not wait for a 7B model to load
     evaluation = load_rows(cfg, "eval") if cfg.eval_strategy != "no" else None
     lm = load_for_training(cfg)
+    if cfg.max_length is not None:
+        check_positions(lm.model, cfg.max_length, f"max_length {cfg.max_length}")  # the bound GRPO checks too
     builder = PromptBuilder(lm.adapter, cfg.timestamp_spec(), cfg.system_prompt)
     for rows in (train, evaluation):
         if rows is not None:
@@ -45,8 +51,9 @@ def build_trainer(cfg: AudioSFTConfig):
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_recipe(AudioSFTConfig, argv)
     setup_logging(cfg.process_index == 0)
+    checkpoint = resume_checkpoint(cfg)  # before the model loads: a resume setting that cannot work fails now
     trainer, lm = build_trainer(cfg)
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     final = save_final(trainer, lm, cfg, extra_info={"stage": "sft"})
     logger.info("SFT done: %s", final)
 

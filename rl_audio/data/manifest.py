@@ -31,12 +31,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rewards.tasks import TASKS
+
 from .audio import AudioError, check_audio_file
 from .provenance import check_training_rows, provenance_problem
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("grounding", "existence", "sed", "dac", "sta", "qa")
 QUERY_TASKS = frozenset({"grounding", "existence", "sta", "qa"})
 REQUIRED_FIELDS = ("id", "audio", "duration", "task")
 FIELDS = ("id", "audio", "duration", "task", "query", "windows", "events", "exists", "choices", "answer", "meta")

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from ..data import load_audio, render_question
+from ..models.loading import check_positions, load_model_for
 from ..models.prompting import PromptBuilder, pad_left
-from ..runs import load_model_for
 
 logger = logging.getLogger(__name__)
 
@@ -132,18 +132,11 @@ class ModelGenerator:
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
         self.stop_ids = sorted({i for i in (self.tokenizer.eos_token_id, self.builder.turn_end_id) if i is not None})
-        config = self.model.config
-        self.max_positions = getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
 
     def _check_length(self, rows: list[dict], prompt_ids: list[list[int]]) -> None:
-        if self.max_positions is None:
-            return
         for row, ids in zip(rows, prompt_ids):
-            if len(ids) + self.cfg.max_new_tokens > self.max_positions:
-                raise ValueError(
-                    f"row {row['id']!r}: prompt of {len(ids)} tokens plus max_new_tokens {self.cfg.max_new_tokens} "
-                    f"exceeds the model's {self.max_positions} positions"
-                )
+            what = f"row {row['id']!r}: prompt of {len(ids)} tokens plus max_new_tokens {self.cfg.max_new_tokens}"
+            check_positions(self.model, len(ids) + self.cfg.max_new_tokens, what)
 
     @torch.inference_mode()
     def generate(self, rows: list[dict]) -> list[str]:

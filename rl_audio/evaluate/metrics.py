@@ -44,11 +44,13 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
+from rewards.matching import Counts
 from rewards.parsing import normalise_text
 from rewards.reasoning import count_grounded_units
+from rewards.tasks import is_positive
 from rewards.temporal import existence_accuracy, mean_iou, recall_at, two_stage_f1
 
-from .scoring import is_positive, score_row
+from .scoring import score_row
 
 TASK_ORDER = ("grounding", "existence", "two_stage", "cascaded", "sed", "dac", "sta", "qa", "behaviour")
 
@@ -178,23 +180,19 @@ def _cascaded(pairs: list[tuple[bool, bool | None, float | None]], unpaired: int
 
 
 def _events(items: list[tuple[dict, dict]], task: str) -> dict:
-    tp = sum(s["tp"] for _, s in items)
-    n_ref = sum(s["n_ref"] for _, s in items)
-    n_est = sum(s["n_est"] for _, s in items)
-    precision = tp / n_est if n_est else 0.0
-    recall = tp / n_ref if n_ref else 0.0
-    micro = 1.0 if n_ref == n_est == 0 else (2 * tp / (n_ref + n_est))
-    out = {"n": len(items), "eb_f1": micro, "precision": precision, "recall": recall}
-    out.update({"tp": tp, "n_ref": n_ref, "n_est": n_est})
+    # corpus (micro) counts: the sums of the rows' grade counts (rewards.tasks.EventGrade.counts)
+    total = Counts.total((s["tp"], s["n_ref"], s["n_est"]) for _, s in items)
+    precision = total.tp / total.n_est if total.n_est else 0.0
+    recall = total.tp / total.n_ref if total.n_ref else 0.0
+    out = {"n": len(items), "eb_f1": total.f1, "precision": precision, "recall": recall}
+    out.update(total._asdict())
     out["eb_f1_clip_mean"] = sum(s["eb_f1"] for _, s in items) / len(items)
     if task == "sed":
-        per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        per_class: dict[str, list] = defaultdict(list)
         for _, s in items:
             for label, counts in s["per_label"].items():
-                acc = per_class[label]
-                for k in range(3):
-                    acc[k] += counts[k]
-        classes = {label: 2 * c[0] / (c[1] + c[2]) for label, c in per_class.items() if c[1] > 0}
+                per_class[label].append(counts)
+        classes = {label: c.f1 for label, c in ((k, Counts.total(v)) for k, v in per_class.items()) if c.n_ref > 0}
         out["eb_f1_macro"] = sum(classes.values()) / len(classes) if classes else None
         out["per_class"] = dict(sorted(classes.items()))
     else:

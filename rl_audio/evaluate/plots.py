@@ -20,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rewards.tasks import is_positive  # noqa: E402
+
 from ..data import load_audio  # noqa: E402
-from .scoring import is_positive  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

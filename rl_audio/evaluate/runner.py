@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import load_manifest_with_report
-from ..runs import manifests_for
+from ..data.splits import manifests_for
 from .behaviour import behaviour_scores
 from .config import AudioEvalConfig, resolve_from_checkpoint
 from .generation import PREDICTIONS_FILE, ModelGenerator, PredictionStore, check_settings, generation_settings

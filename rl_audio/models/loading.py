@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -130,6 +131,36 @@ def load_model(
     return LoadedModel(model, adapter, path, ts_ids, freezer)
 
 
+def load_model_for(cfg, path: str | None = None, *, freeze_audio_encoder: bool = False) -> LoadedModel:
+    """:func:`load_model` with a recipe's model settings (``rl_audio.configs.AudioArguments``): the model at `path`,
+    default ``cfg.model_name_or_path``. The one loader of the SFT and GRPO policies, the GRPO reference model and
+    evaluation, so that all of them read dtype, attention implementation, timestamps and presets alike."""
+    return load_model(
+        path or cfg.model_name_or_path,
+        timestamps=cfg.timestamp_spec(),
+        dtype=cfg.model_dtype,
+        attn_implementation=cfg.attn_implementation,
+        freeze_audio_encoder=freeze_audio_encoder,
+        preset_seed=cfg.preset_seed,
+        cache_audio_features=cfg.cache_audio_features,
+    )
+
+
+def max_positions(model: torch.nn.Module) -> int | None:
+    """The language model's position limit (``max_position_embeddings`` of its text config); None when the config
+    names none. A PEFT wrapper forwards ``config`` to the model it wraps."""
+    config = model.config
+    return getattr(getattr(config, "text_config", config), "max_position_embeddings", None)
+
+
+def check_positions(model: torch.nn.Module, tokens: int, what: str) -> None:
+    """Refuse a sequence of `tokens` tokens that the model has no positions for; `what` names it in the error
+    (SFT's max_length, GRPO's prompt + max_completion_length, evaluation's prompt + max_new_tokens)."""
+    limit = max_positions(model)
+    if limit is not None and tokens > limit:
+        raise ValueError(f"{what} exceeds the model's {limit} positions")
+
+
 def _load_lora_checkpoint(
     path, timestamps, dtype, attn_implementation, freeze_audio_encoder, preset_seed, cache_audio_features=True
 ):
@@ -138,8 +169,6 @@ def _load_lora_checkpoint(
     Timestamp tokens are re-added to the base exactly as in training (deterministic initialisation), so the
     adapter's shapes match. The result is a plain model, ready for a new adapter or full fine-tuning.
     """
-    import json
-
     from peft import PeftModel
 
     with open(os.path.join(path, "adapter_config.json")) as f:

@@ -10,14 +10,14 @@ TRL 1.16 passes images, not audio, to generation and to the log-prob passes. Thi
   batch with the matching slice of audio, the LM head run on the last `logits_to_keep + 1` positions only (TRL's
   fused-head path needs outputs the audio families do not return);
 - `_calculate_rewards`: after TRL has gathered the rewards of all processes, applies TimePro-RL's variance-gated
-  fusion (eq. 2) per group, so groups that span processes fuse exactly as on one process.
+  fusion (eq. 2, `rl_audio.trainers.fusion.RewardFusion`) per group, so groups that span processes fuse exactly as
+  on one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 
 import torch
 import trl.trainer.grpo_trainer as trl_grpo
@@ -26,8 +26,10 @@ from trl.trainer.utils import entropy_from_logits, selective_log_softmax
 
 from ..data import load_audio
 from ..models.base import AudioBatch, last_logits_only
+from ..models.loading import check_positions
 from ..models.prompting import PromptBuilder
 from .card import ModelCardMixin
+from .fusion import RewardFusion
 from .resume import ExactResumeMixin
 
 logger = logging.getLogger(__name__)
@@ -64,22 +66,6 @@ class GuardedReward:
         return " (no single completion reproduces it)"
 
 
-def fused_name(main: str, aux: str | dict[str, str]) -> str:
-    """Name of the fused reward column: ``fused_<main>_<aux>``, or ``fused_<main>_by_task`` for a per-task aux."""
-    return f"fused_{main}_by_task" if isinstance(aux, dict) else f"fused_{main}_{aux}"
-
-
-class FusedRewardSlot:
-    """A reward column filled after gathering by `AudioGRPOTrainer._calculate_rewards` (TimePro-RL eq. 2)."""
-
-    def __init__(self, main: str, aux: str | dict[str, str]):
-        self.main, self.aux = main, aux
-        self.__name__ = fused_name(main, aux)
-
-    def __call__(self, completions, **kwargs):
-        return [None] * len(completions)
-
-
 @contextlib.contextmanager
 def _reference_model_from(factory):
     """TRL builds the reference model with an AutoModel class from the config path; audio families (and added
@@ -95,7 +81,9 @@ def _reference_model_from(factory):
 class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
     card_stage = "grpo"
 
-    def __init__(self, *args, builder: PromptBuilder, reference_factory=None, fusion=None, **kwargs):
+    def __init__(
+        self, *args, builder: PromptBuilder, reference_factory=None, fusion: RewardFusion | None = None, **kwargs
+    ):
         targs = kwargs["args"]
         if targs.use_vllm:
             raise ValueError(
@@ -115,14 +103,9 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
         ctx = _reference_model_from(reference_factory) if reference_factory else contextlib.nullcontext()
         with ctx:
             super().__init__(*args, **kwargs)
-        self.fusion = None
-        if fusion is not None:
-            main, aux = fusion["main"], fusion["aux"]
-            names = self.reward_func_names
-            slot = names.index(fused_name(main, aux))
-            # aux: one column for every group, or a column per task (each group takes its rows' task)
-            aux_cols = {t: names.index(n) for t, n in aux.items()} if isinstance(aux, dict) else names.index(aux)
-            self.fusion = (names.index(main), aux_cols, slot, fusion["eps"])
+        self.fusion = fusion
+        if fusion is not None and fusion.columns != self.reward_func_names:
+            raise ValueError(f"fusion: reward columns {self.reward_func_names}, the fusion expects {fusion.columns}")
 
     # ---- prompts and audio -------------------------------------------------------------------------------
     def _model_dtype(self):
@@ -158,15 +141,13 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
             )
 
     def _check_lengths(self, prompt_ids, inputs) -> None:
-        cfg = self.model.config
-        limit = getattr(getattr(cfg, "text_config", cfg), "max_position_embeddings", None)
-        need = max(len(p) for p in prompt_ids) + self.max_completion_length
-        if limit is not None and need > limit:
-            worst = max(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
-            raise ValueError(
-                f"row {inputs[worst].get('id')!r}: prompt of {len(prompt_ids[worst])} tokens plus "
-                f"max_completion_length {self.max_completion_length} exceeds the model's {limit} positions"
-            )
+        worst = max(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        check_positions(
+            self.model,
+            len(prompt_ids[worst]) + self.max_completion_length,
+            f"row {inputs[worst].get('id')!r}: prompt of {len(prompt_ids[worst])} tokens plus "
+            f"max_completion_length {self.max_completion_length}",
+        )
 
     def _tokenize_prompts(self, prompts: list):
         if self._prompt_ids is None:
@@ -220,63 +201,15 @@ class AudioGRPOTrainer(ExactResumeMixin, ModelCardMixin, GRPOTrainer):
         if self.fusion is None:
             return rewards
         tasks = None
-        if isinstance(self.fusion[1], dict):
+        if self.fusion.per_task:
             # the rows' tasks, gathered in the same process order as the rewards (a group can span processes)
             tasks = trl_grpo.gather_object([x["task"] for x in inputs])
         return self._apply_fusion(rewards, tasks)
 
-    def _aux_column(self, rewards: torch.Tensor, tasks: list[str] | None) -> torch.Tensor:
-        """(N_all,) auxiliary rewards: one column, or per group the column of that group's task."""
-        aux_cols = self.fusion[1]
-        if not isinstance(aux_cols, dict):
-            return rewards[:, aux_cols]
-        G = self.num_generations
-        if tasks is None or len(tasks) != rewards.size(0):
-            raise RuntimeError(f"fusion: {0 if tasks is None else len(tasks)} row tasks for {rewards.size(0)} rewards")
-        cols = []
-        for g in range(0, len(tasks), G):
-            group = set(tasks[g : g + G])
-            if len(group) != 1:
-                raise ValueError(f"fusion: the group at row {g} mixes tasks {sorted(group)}")
-            task = tasks[g]
-            if task not in aux_cols:
-                raise ValueError(f"fusion: task {task!r} has no entry in fusion_aux {sorted(aux_cols)}")
-            cols.append(aux_cols[task])
-        cols = torch.tensor(cols, device=rewards.device).repeat_interleave(G)  # (N_all,)
-        return rewards[torch.arange(rewards.size(0), device=rewards.device), cols]
-
     def _apply_fusion(self, rewards: torch.Tensor, tasks: list[str] | None = None) -> torch.Tensor:
-        """TimePro-RL eq. 2 on the gathered (N_all, F) rewards: the fused column from the main and aux columns
-        (with a per-task aux, ``tasks`` holds the gathered rows' tasks)."""
-        from rewards.fusion import variance_gated
-
-        main_i, _, slot, eps = self.fusion
-        main, aux = rewards[:, main_i], self._aux_column(rewards, tasks)
-        fused = variance_gated(main, aux, self.num_generations, eps)
-        out = fused.rewards.to(rewards.dtype)
-        out[torch.isnan(main)] = math.nan  # the main reward does not apply to that row: neither does the fusion
-        rewards[:, slot] = out
+        """`RewardFusion.apply` on the gathered (N_all, F) rewards, its metrics logged with TRL's."""
+        out = self.fusion.apply(rewards, self.num_generations, tasks)
         mode = "train" if self.model.training else "eval"
-        # Among the groups the main reward applies to: a group whose rows all have None is not "fused".
-        applies = ~torch.isnan(main).view(-1, self.num_generations).all(dim=1)
-        if applies.any():
-            flags = fused.fused_groups.to(applies.device)  # (N_all/G,)
-            self._metrics[mode]["rewards/fusion/fused_group_frac"].append(float(flags[applies].float().mean()))
-            if tasks is not None:  # per-task aux: the same fraction for each task in the batch
-                group_tasks = tasks[:: self.num_generations]
-                for task in sorted(set(group_tasks)):
-                    mine = applies & torch.tensor([t == task for t in group_tasks], device=applies.device)
-                    if mine.any():
-                        frac = float(flags[mine].float().mean())
-                        self._metrics[mode][f"rewards/fusion/fused_group_frac/{task}"].append(frac)
-        else:
-            logger.warning(
-                "fusion: the main reward %r applies to no row of this batch (None for every completion): "
-                "these groups carry no reward signal",
-                self.reward_func_names[main_i],
-            )
-        # Groups that still give no gradient after fusion (a tie at r_main = 0 stays 0 under eq. 2's product);
-        # TRL logs the same for the final weighted reward as `frac_reward_zero_std`.
-        fused_std = torch.nan_to_num(out, nan=0.0).view(-1, self.num_generations).std(dim=1)
-        self._metrics[mode]["rewards/fusion/zero_std_frac"].append(float((fused_std < 1e-8).float().mean()))
-        return rewards
+        for key, value in out.metrics.items():
+            self._metrics[mode][key].append(value)
+        return out.rewards

@@ -14,8 +14,8 @@ from rl_audio.cli import help_text, parse_recipe
 from rl_audio.configs import AudioGRPOConfig, AudioSFTConfig
 from rl_audio.converters import convert
 from rl_audio.data import EvalSplitError, ManifestError, load_manifest, manifest_to_dataset, write_manifest
+from rl_audio.data.splits import load_rows
 from rl_audio.evaluate.config import AudioEvalConfig
-from rl_audio.runs import load_rows
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ import pytest
 from eval_helpers import config_factory, make_row
 
 from rewards.grounding import EventF1Reward
+from rewards.matching import Matching
 from rewards.temporal import two_stage_f1
 from rewards.text import MeteorReward
 from rl_audio.evaluate.metrics import compute_metrics, two_stage_outcome
-from rl_audio.evaluate.scoring import event_counts, parse_prediction
+from rl_audio.evaluate.scoring import parse_prediction
 
 
 @pytest.fixture
@@ -250,11 +251,12 @@ def test_sed_macro_equals_sed_eval_class_wise_when_every_class_is_predicted(cfg)
     assert m["sed"]["eb_f1"] == pytest.approx(_sed_eval_f(reference, estimates, 0.5))
 
 
-def test_event_counts_recover_true_positives():
+def test_event_counts_are_the_matching_of_the_grader():
     ref = [(0.0, 1.0, "a"), (2.0, 3.0, "a"), (4.0, 5.0, "b")]
     est = [(0.05, 1.0, "a"), (2.1, 3.1, "a"), (4.0, 5.0, "a"), (7.0, 8.0, "b")]
-    assert event_counts(ref, est, t_collar=0.2, percentage_of_length=0.5) == (2, 3, 4)
-    assert event_counts([], est, t_collar=0.2, percentage_of_length=0.5) == (0, 0, 4)
+    matching = Matching(t_collar=0.2, percentage_of_length=0.5)
+    assert matching.event_counts(ref, est) == (2, 3, 4)
+    assert matching.event_counts([], est) == (0, 0, 4)
 
 
 def test_dense_captioning_meteor_and_timing_only_f1(cfg):

@@ -12,8 +12,8 @@ import torch
 from rl_audio.cli import parse_recipe
 from rl_audio.configs import AudioGRPOConfig, AudioSFTConfig
 from rl_audio.data import build_default_dataset
+from rl_audio.data.splits import load_rows
 from rl_audio.grpo import build_rewards, build_trainer
-from rl_audio.runs import load_rows
 
 REWARD_MODULE = """
 def distinct(completions, **kwargs):

@@ -9,7 +9,7 @@ import torch
 from rl_audio.cli import parse_recipe
 from rl_audio.configs import AudioSFTConfig
 from rl_audio.models.loading import load_model
-from rl_audio.runs import load_for_training
+from rl_audio.models.training import load_for_training
 
 TINY = ["tiny-qwen2-audio", "tiny-qwen2.5-omni", "tiny-af3"]
 

@@ -10,7 +10,7 @@ import torch
 
 from rl_audio.cli import parse_recipe
 from rl_audio.configs import AudioSFTConfig
-from rl_audio.runs import load_for_training
+from rl_audio.models.training import load_for_training
 from rl_audio.sft import build_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
