@@ -1,4 +1,7 @@
-"""Command line of the converters: ``python -m rl_audio.converters <format> --help``."""
+"""Command line of the converters: ``python -m rl_audio.converters <format> --help``.
+
+Options are spelled with underscores, as in the training entry points (``--audio_dir``); the hyphenated spelling
+(``--audio-dir``) is accepted too."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import logging
 import sys
 
 from ..data import ManifestError, NegativeError, add_negatives_with_report, load_manifest, write_manifest
+from ..data.options import add_option
 from ..data.stats import format_summary, summarize
 from . import CONVERTERS, SOURCES, ConverterError, convert
 
@@ -28,27 +32,30 @@ _HELP = {
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("input", help="the release's annotation file")
-    p.add_argument("--out", required=True, help="manifest to write (JSONL)")
-    p.add_argument("--audio-dir", help="folder of the audio files (default: the input's folder)")
-    p.add_argument("--skip-invalid", action="store_true", help="skip bad items (counted by reason) instead of failing")
-    p.add_argument(
-        "--window-tolerance",
+    add_option(p, "out", required=True, help="manifest to write (JSONL)")
+    add_option(p, "audio_dir", help="folder of the audio files (default: the input's folder)")
+    add_option(p, "skip_invalid", action="store_true", help="skip bad items (counted by reason) instead of failing")
+    add_option(
+        p,
+        "window_tolerance",
         type=float,
         default=0.05,
         help="seconds a window may exceed [0, duration] before it is invalid (it is clamped)",
     )
-    p.add_argument("--check-audio", action="store_true", help="compare given durations with the audio headers")
-    p.add_argument(
-        "--negatives",
+    add_option(p, "check_audio", action="store_true", help="compare given durations with the audio headers")
+    add_option(
+        p,
+        "negatives",
         type=int,
         default=0,
         metavar="N",
         help="add N SpotSound negative queries per clip (existence rows answered No)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the negative queries")
+    add_option(p, "seed", type=int, default=0, help="seed of the negative queries")
     splits = SOURCES[name].splits
-    p.add_argument(
-        "--split",
+    add_option(
+        p,
+        "split",
         help=f"the release's split this input is ({', '.join(splits) or 'any name'}; default: told by the file "
         "name), recorded in meta.provenance; rows of an evaluation split"
         + (f" ({', '.join(SOURCES[name].eval_splits)})" if SOURCES[name].eval_splits else "")
@@ -63,39 +70,41 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=_HELP[name], description=CONVERTERS[name].__doc__)
         _common(p, name)
         if name == "audiogrounding":
-            p.add_argument("--version", choices=["auto", "1", "2"], default="auto", help="label format version")
+            add_option(p, "version", choices=["auto", "1", "2"], default="auto", help="label format version")
         if name in ("unav100", "desed"):
             default = "grounding" if name == "unav100" else "sed"
-            p.add_argument("--tasks", default=default, help="comma-separated: grounding, sed (default %(default)s)")
+            add_option(p, "tasks", default=default, help="comma-separated: grounding, sed (default %(default)s)")
         if name == "unav100":
-            p.add_argument("--subset", help="keep only this subset (train, validation, test)")
+            add_option(p, "subset", help="keep only this subset (train, validation, test)")
         if name == "desed":
-            p.add_argument("--durations", help="durations TSV (filename duration)")
+            add_option(p, "durations", help="durations TSV (filename duration)")
         if name == "ftar":
-            p.add_argument("--task", help="task of every item (TAG/grounding, DAC, SED); default: each item's 'task'")
+            add_option(p, "task", help="task of every item (TAG/grounding, DAC, SED); default: each item's 'task'")
         if name == "meld":
-            p.add_argument(
-                "--questions", default="emotion", help="comma-separated: emotion, sentiment (default %(default)s)"
+            add_option(
+                p, "questions", default="emotion", help="comma-separated: emotion, sentiment (default %(default)s)"
             )
-            p.add_argument(
-                "--num-choices", type=int, default=4, help="choices of an emotion question, 2-7 (default %(default)s)"
+            add_option(
+                p, "num_choices", type=int, default=4, help="choices of an emotion question, 2-7 (default %(default)s)"
             )
-            p.add_argument("--choice-seed", type=int, default=0, help="seed of the distractors and the choice order")
+            add_option(p, "choice_seed", type=int, default=0, help="seed of the distractors and the choice order")
         if name == "mc-jsonl":
-            p.add_argument("--dataset", help="dataset name recorded in meta.provenance (default: the file's stem)")
-            p.add_argument(
-                "--eval-benchmark",
+            add_option(p, "dataset", help="dataset name recorded in meta.provenance (default: the file's stem)")
+            add_option(
+                p,
+                "eval_benchmark",
                 metavar="NAME",
                 help="the file is an evaluation split of benchmark NAME: its rows are refused for training",
             )
     p = sub.add_parser("negatives", help="add SpotSound negative queries to a grounding manifest")
     p.add_argument("input", help="grounding manifest")
-    p.add_argument("--out", required=True, help="manifest to write")
-    p.add_argument("--per-clip", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-missing", action="store_true", help="clips without a valid negative query get none")
-    p.add_argument(
-        "--pool-from",
+    add_option(p, "out", required=True, help="manifest to write")
+    add_option(p, "per_clip", type=int, default=1, help="negative queries per clip (default %(default)s)")
+    add_option(p, "seed", type=int, default=0, help="seed of the negative queries")
+    add_option(p, "skip_missing", action="store_true", help="clips without a valid negative query get none")
+    add_option(
+        p,
+        "pool_from",
         nargs="+",
         default=[],
         metavar="MANIFEST",

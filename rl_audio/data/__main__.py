@@ -1,4 +1,7 @@
-"""Command line of the data pipeline: ``python -m rl_audio.data {synth,sta,negatives,validate,default} --help``."""
+"""Command line of the data pipeline: ``python -m rl_audio.data {synth,sta,negatives,validate,default} --help``.
+
+Options are spelled with underscores, as in the training entry points (``--num_clips``); the hyphenated spelling
+(``--num-clips``) is accepted too."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 from .default import build_default_dataset
 from .manifest import ManifestError, load_manifest, load_manifest_with_report, write_manifest
 from .negatives import NegativeError, add_negatives_with_report
+from .options import add_option
 from .sta import TranscriptError, build_sta_manifest
 from .stats import format_summary, summarize
 from .synth import SynthConfig, build_synthetic
@@ -29,81 +33,87 @@ def _range(text: str) -> tuple[int, int]:
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="synthetic needle-in-a-haystack grounding data (SpotSound §3.1)")
     d = SynthConfig()
-    p.add_argument("--out", required=True, help="output folder (manifest.jsonl and audio/)")
-    p.add_argument("--num-clips", type=int, default=d.num_clips)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--min-len", type=float, default=d.min_len, help="shortest clip, seconds")
-    p.add_argument("--max-len", type=float, default=d.max_len, help="longest clip, seconds")
-    p.add_argument("--min-event", type=float, default=d.min_event, help="shortest event, seconds")
-    p.add_argument("--max-event", type=float, default=d.max_event, help="longest event, seconds")
-    p.add_argument("--events-per-clip", type=_range, default=(1, 1), help="N or N-M (default 1)")
-    p.add_argument("--min-gap", type=float, default=d.min_gap, help="seconds between events of a clip")
-    p.add_argument("--allow-repeats", action="store_true", help="a class may occur several times in a clip")
-    p.add_argument("--sample-rate", type=int, default=d.sample_rate)
-    p.add_argument("--fg-jitter-db", type=float, default=d.fg_jitter_db)
-    p.add_argument("--bg-rel-db", type=float, default=d.bg_rel_db, help="background level re foreground, dB")
-    p.add_argument("--bg-jitter-db", type=float, default=d.bg_jitter_db)
-    p.add_argument("--id-prefix", default=d.id_prefix)
-    p.add_argument("--sed", action="store_true", help="also write one sed row per clip")
-    p.add_argument("--negatives", action="store_true", help="add SpotSound negatives (existence rows answered No)")
-    p.add_argument(
-        "--shift-events",
+    add_option(p, "out", required=True, help="output folder (manifest.jsonl and audio/)")
+    add_option(p, "num_clips", type=int, default=d.num_clips, help="clips to generate (default %(default)s)")
+    add_option(p, "seed", type=int, default=d.seed, help="random seed: the same seed gives the same set")
+    add_option(p, "min_len", type=float, default=d.min_len, help="shortest clip, seconds (default %(default)s)")
+    add_option(p, "max_len", type=float, default=d.max_len, help="longest clip, seconds (default %(default)s)")
+    add_option(p, "min_event", type=float, default=d.min_event, help="shortest event, seconds (default %(default)s)")
+    add_option(p, "max_event", type=float, default=d.max_event, help="longest event, seconds (default %(default)s)")
+    add_option(p, "events_per_clip", type=_range, default=(1, 1), help="events per clip: N or N-M (default 1)")
+    add_option(p, "min_gap", type=float, default=d.min_gap, help="seconds between events of a clip")
+    add_option(p, "allow_repeats", action="store_true", help="a class may occur several times in a clip")
+    add_option(p, "sample_rate", type=int, default=d.sample_rate, help="Hz, a multiple of 100 (default %(default)s)")
+    add_option(p, "fg_jitter_db", type=float, default=d.fg_jitter_db, help="foreground gain jitter, +- dB")
+    add_option(p, "bg_rel_db", type=float, default=d.bg_rel_db, help="background level re foreground, dB")
+    add_option(p, "bg_jitter_db", type=float, default=d.bg_jitter_db, help="jitter around --bg_rel_db, +- dB")
+    add_option(p, "id_prefix", default=d.id_prefix, help="prefix of the row ids (keep it when shifting a set)")
+    add_option(p, "sed", action="store_true", help="also write one sed row per clip")
+    add_option(p, "negatives", action="store_true", help="add SpotSound negatives (existence rows answered No)")
+    add_option(
+        p,
+        "shift_events",
         action="store_true",
         help="the same clips as without it, each event moved to a new position (SpotSound App. B.3)",
     )
-    p.add_argument("--foreground-dir", help="real foregrounds: one subfolder per class, named by its caption")
-    p.add_argument("--background-dir", help="real backgrounds: audio files at any depth")
+    add_option(p, "foreground_dir", help="real foregrounds: one subfolder per class, named by its caption")
+    add_option(p, "background_dir", help="real backgrounds: audio files at any depth")
 
 
-def _add_others(sub) -> None:
+def _add_sta(sub) -> None:
     p = sub.add_parser("sta", help="STA rows from whisper-timestamped JSON (TGSR §3.1)")
-    p.add_argument("--whisper-dir", required=True, help="whisper-timestamped .json files")
-    p.add_argument("--audio-dir", required=True, help="audio files, matched to transcripts by stem")
-    p.add_argument("--out", required=True, help="manifest to write")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--span",
+    add_option(p, "whisper_dir", required=True, help="whisper-timestamped .json files")
+    add_option(p, "audio_dir", required=True, help="audio files, matched to transcripts by stem")
+    add_option(p, "out", required=True, help="manifest to write")
+    add_option(p, "seed", type=int, default=0, help="seed of the span draw: the same seed gives the same rows")
+    add_option(
+        p,
+        "span",
         choices=("ngram", "sentence"),
         default="ngram",
         help="sentence: spoken sentences, read from the punctuation on the words (TGSR §3.1, recipes/sta.yaml); "
         "ngram: runs of consecutive words of one segment",
     )
-    p.add_argument("--min-words", type=int, default=None, help="shortest span in words (ngram 3, sentence 2)")
-    p.add_argument("--max-words", type=int, default=None, help="longest span in words (ngram 8, sentence 40)")
-    p.add_argument("--spans-per-file", type=int, default=3)
-    p.add_argument("--skip-invalid", action="store_true", help="skip unusable files (counted) instead of failing")
+    add_option(p, "min_words", type=int, default=None, help="shortest span in words (ngram 3, sentence 2)")
+    add_option(p, "max_words", type=int, default=None, help="longest span in words (ngram 8, sentence 40)")
+    add_option(p, "spans_per_file", type=int, default=3, help="most spans drawn per transcript (default %(default)s)")
+    add_option(p, "skip_invalid", action="store_true", help="skip unusable files (counted) instead of failing")
 
+
+def _add_others(sub) -> None:
     p = sub.add_parser("negatives", help="add SpotSound negatives to a grounding manifest")
     p.add_argument("input", help="grounding manifest")
     p.add_argument("output", help="manifest to write")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-clip", type=int, default=1)
-    p.add_argument("--skip-missing", action="store_true", help="clips without a valid negative get none")
+    add_option(p, "seed", type=int, default=0, help="seed of the negative queries")
+    add_option(p, "per_clip", type=int, default=1, help="negative queries per clip (default %(default)s)")
+    add_option(p, "skip_missing", action="store_true", help="clips without a valid negative get none")
 
     p = sub.add_parser("validate", help="check a manifest; report rows by task and invalid rows by reason")
-    p.add_argument("manifest")
-    p.add_argument("--skip-invalid", action="store_true", help="drop invalid rows (counted) instead of failing")
-    p.add_argument(
-        "--check-audio",
+    p.add_argument("manifest", help="manifest (JSONL) to check")
+    add_option(p, "skip_invalid", action="store_true", help="drop invalid rows (counted) instead of failing")
+    add_option(
+        p,
+        "check_audio",
         nargs="?",
         const="header",
         choices=["header", "decode"],
         help="check audio files: header (exists, readable, length) or decode (also silence, NaN)",
     )
-    p.add_argument("--out", help="with --skip-invalid: write the valid rows here")
+    add_option(p, "out", help="with --skip_invalid: write the valid rows here")
 
     p = sub.add_parser("default", help="build (or reuse) the embedded default train/test dataset")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-train", type=int, default=512)
-    p.add_argument("--num-test", type=int, default=64)
+    add_option(p, "out", required=True, help="output folder (train and test manifests and their audio)")
+    add_option(p, "seed", type=int, default=0, help="random seed of the generated clips")
+    add_option(p, "num_train", type=int, default=512, help="training clips (default %(default)s)")
+    add_option(p, "num_test", type=int, default=64, help="held-out clips (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rl_audio.data", description=__doc__)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_option(parser, "quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_synth(sub)
+    _add_sta(sub)
     _add_others(sub)
     return parser
 

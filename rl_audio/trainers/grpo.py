@@ -1,6 +1,7 @@
 """`AudioGRPOTrainer`: TRL's GRPOTrainer with audio in every forward pass and group-level reward fusion.
 
-TRL 1.16 passes images, not audio, to generation and to the log-prob passes. This subclass overrides four methods:
+TRL 1.16 passes images, not audio, to generation and to the log-prob passes. This subclass overrides these methods
+(besides `__init__` and `_compute_loss`; the full list, pinned by tests/grpo/test_trl_contract.py, is in docs/grpo.md):
 
 - `_generate_and_score_completions`: builds each prompt's token ids (with the sample's placeholders and timestamps)
   and its audio features, keeps them for the duration of TRL's generation and scoring, and stores the per-sample
