@@ -16,6 +16,7 @@ from .cli import parse_recipe, run_entry
 from .configs import AudioGRPOConfig
 from .data import render_question
 from .data.splits import load_rows
+from .distributed import check_processes, use_cpu_processes
 from .models.loading import load_model_for
 from .models.prompting import PromptBuilder
 from .models.training import load_for_training
@@ -46,7 +47,7 @@ def build_rewards(cfg: AudioGRPOConfig) -> tuple[list, list[float], RewardFusion
 
 def build_trainer(cfg: AudioGRPOConfig):
     funcs, weights, fusion = build_rewards(cfg)
-    cfg.reward_weights = weights
+    cfg.reward_weights = weights  # TRL reads the column weights from its args; the fused column's weight is last
     train = load_rows(cfg, "train").map(lambda r: {"prompt": render_question(r, cfg.answer_style)})  # data first
     if fusion is not None and not cfg.tasks:
         fusion.check_tasks(set(train["task"]))  # no `tasks` filter: the tasks the manifests hold
@@ -86,7 +87,9 @@ def build_trainer(cfg: AudioGRPOConfig):
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_cpu_processes()  # before parsing: the config builds accelerate's process state
     cfg = parse_recipe(AudioGRPOConfig, argv)
+    check_processes(cfg)  # several processes that would each train alone: refuse
     setup_logging(cfg.process_index == 0)
     checkpoint = resume_checkpoint(cfg)  # before the model loads: a resume setting that cannot work fails now
     trainer, lm = build_trainer(cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 import transformers
 
 from .configs import SPEC_KEYS, AudioArguments
-from .models.loading import LoadedModel, load_model
+from .models.loading import LoadedModel, load_model_for
 
 logger = logging.getLogger("rl_audio")
 
@@ -168,6 +168,12 @@ def model_card(cfg, info: dict, state=None) -> str:
              "Continue with GRPO by setting `model_name_or_path` to this folder.", ""]  # fmt: skip
     if papers:
         lines += ["## Methods", "", *[f"- {text}" for text in papers], ""]
+    if info.get("family"):
+        from .trainers.card import stock_loading_section
+
+        lines += stock_loading_section(
+            info["family"], spec.mode, bool(info.get("lora_adapter")), base, spec.token_stride
+        )
     return "\n".join(lines)
 
 
@@ -176,8 +182,11 @@ def write_checkpoint_card(trainer, stage: str) -> None:
     checkpoint (its text names none of the base model, recipe, timestamps or rewards)."""
     if not trainer.is_world_process_zero():
         return
+    from .models.families import adapter_for_model_type
+
     cfg = trainer.args
-    info = {"stage": stage, "base_model": cfg.model_name_or_path, "answer_style": cfg.answer_style,
+    family = adapter_for_model_type(trainer.accelerator.unwrap_model(trainer.model).config.model_type).family
+    info = {"stage": stage, "base_model": cfg.model_name_or_path, "answer_style": cfg.answer_style, "family": family,
             "rewards": list(getattr(cfg, "rewards", None) or []), "lora_adapter": getattr(cfg, "use_peft", False)}  # fmt: skip
     os.makedirs(cfg.output_dir, exist_ok=True)
     (Path(cfg.output_dir) / "README.md").write_text(model_card(cfg, info, trainer.state))
@@ -187,8 +196,6 @@ def _merge_adapter(cfg, adapter_dir: Path, final: Path) -> None:
     """Reload the base model (same timestamp tokens, same deterministic init), apply the adapter, merge, save."""
     from peft import PeftModel
 
-    base = load_model(
-        cfg.model_name_or_path, timestamps=cfg.timestamp_spec(), dtype=cfg.model_dtype, preset_seed=cfg.preset_seed
-    )
+    base = load_model_for(cfg)
     merged = PeftModel.from_pretrained(base.model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(final)

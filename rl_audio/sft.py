@@ -13,6 +13,7 @@ import logging
 from .cli import parse_recipe, run_entry
 from .configs import AudioSFTConfig
 from .data.splits import load_rows
+from .distributed import check_processes, use_cpu_processes
 from .models.loading import check_positions
 from .models.prompting import PromptBuilder
 from .models.training import load_for_training
@@ -49,7 +50,9 @@ def build_trainer(cfg: AudioSFTConfig):
 
 
 def main(argv: list[str] | None = None) -> None:
+    use_cpu_processes()  # before parsing: the config builds accelerate's process state
     cfg = parse_recipe(AudioSFTConfig, argv)
+    check_processes(cfg)  # several processes that would each train alone: refuse
     setup_logging(cfg.process_index == 0)
     checkpoint = resume_checkpoint(cfg)  # before the model loads: a resume setting that cannot work fails now
     trainer, lm = build_trainer(cfg)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import torch
 from transformers import (
@@ -32,6 +34,13 @@ class Qwen2AudioTimestampModel(Qwen2AudioForConditionalGeneration):
     """
 
     audio_encoder_cache: EncoderCache | None = None  # set by `Qwen2AudioAdapter.enable_encoder_cache`
+
+    def save_pretrained(self, save_directory, *args, is_main_process: bool = True, **kwargs):
+        """Save as the stock class: transformers writes the saving class's name to `config.json` `architectures`,
+        and `Qwen2AudioTimestampModel` is no transformers class, so tools that read that field (pipelines, vLLM, the
+        hub) could not load the checkpoint. The weights and config are the stock ones, so the stock name is true."""
+        super().save_pretrained(save_directory, *args, is_main_process=is_main_process, **kwargs)
+        record_stock_architecture(self, save_directory, is_main_process)
 
     def forward(self, input_ids=None, input_features=None, feature_attention_mask=None, inputs_embeds=None, **kwargs):
         if inputs_embeds is None and input_features is not None and input_ids is not None and input_ids.shape[1] != 1:
@@ -78,6 +87,20 @@ class Qwen2AudioTimestampModel(Qwen2AudioForConditionalGeneration):
                 f"audio placeholders ({int(slots.sum())}) and audio features ({feats.shape[0]}) do not match"
             )
         return embeds.masked_scatter(slots.unsqueeze(-1).to(embeds.device), feats.to(embeds.device, embeds.dtype))
+
+
+def record_stock_architecture(model, save_directory, is_main_process: bool = True) -> None:
+    """Name the first transformers class among `model`'s bases in its config and in the saved `config.json`."""
+    stock = next(c for c in type(model).__mro__ if c.__module__.startswith("transformers."))
+    model.config.architectures = [stock.__name__]
+    path = os.path.join(save_directory, "config.json")
+    if is_main_process and os.path.isfile(path):
+        with open(path) as f:
+            config = json.load(f)
+        config["architectures"] = [stock.__name__]
+        with open(path, "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
 
 
 class Qwen2AudioAdapter(AudioLMAdapter):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,9 @@ def load_for_training(cfg: AudioArguments) -> LoadedModel:
     check_run_info(cfg, lm.path, training=True)
     select_trainable(lm, cfg)
     if cfg.use_peft:
+        # Again, right before LoRA draws its matrices: building a preset on first use re-seeds the global RNG with
+        # the preset's seed, so a run that built its preset started from other adapters than one that found it cached.
+        set_seed(cfg.seed)
         lm.model = wrap_lora(lm, cfg)
     # ZeRO-3 partitions parameters at load time: their real size is `ds_numel`.
     trainable = sum(getattr(p, "ds_numel", p.numel()) for p in lm.model.parameters() if p.requires_grad)
@@ -91,4 +95,21 @@ def wrap_lora(lm: LoadedModel, cfg: AudioArguments):
         task_type="CAUSAL_LM",
         modules_to_save=sorted({n.rsplit(".", 1)[0] for n in extra_trainable}) or None,
     )
-    return get_peft_model(lm.model, config)
+    model = get_peft_model(lm.model, config)
+    if lm.timestamp_ids:
+        keep_embeddings_in_adapter(model)
+    return model
+
+
+def keep_embeddings_in_adapter(model) -> None:
+    """Every adapter this PEFT model saves (checkpoints, `final/adapter`) carries the embedding and lm_head tables.
+
+    Timestamp tokens add rows to the base model (resized past its vocabulary, or spare rows of a Qwen config set to
+    the TimePro-RL eq. 1 values). An adapter of LoRA matrices alone leaves stock PEFT with the base's rows: too few
+    for the tokenizer, or the spare rows' untrained values. PEFT's "auto" would miss it, since it compares a
+    top-level `config.vocab_size` that these composite configs do not set. With the tables in the adapter,
+    `PeftModel.from_pretrained` on the stock base (resized to the tokenizer when it has fewer rows) restores them.
+    Resuming reloads the same frozen values, so it stays exact. Cost: two vocabulary x hidden tables per adapter.
+    """
+    save = model.save_pretrained
+    model.save_pretrained = functools.partial(save, save_embedding_layers=True)
