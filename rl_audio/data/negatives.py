@@ -22,6 +22,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from rewards.tasks import is_positive
+
 logger = logging.getLogger(__name__)
 
 STOPWORDS = frozenset(
@@ -62,7 +64,8 @@ def content_words(text: str) -> frozenset[str]:
 
 
 def _is_positive(row: dict) -> bool:
-    return row["task"] == "grounding" and bool(row["windows"]) and row.get("exists") is not False
+    """A grounding row about an event that is present (the grader's :func:`rewards.tasks.is_positive`)."""
+    return row["task"] == "grounding" and is_positive(row)
 
 
 def _clip_annotations(rows: list[dict]) -> tuple[set[str], frozenset[str]]:
