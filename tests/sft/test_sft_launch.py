@@ -5,6 +5,7 @@ with the gloo backend, which rl_audio selects itself when no GPU is found)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,51 @@ def test_two_cpu_processes_under_deepspeed(tmp_path, zero, default_data_args, su
             assert not torch.equal(trained[: ids[0]], initial[: ids[0]]), get
     else:
         assert differs(final.model.state_dict(), base.model.state_dict(), "q_proj")
+
+
+# Resume is exact with two processes: DDP (LoRA), ZeRO-2 (LoRA) and ZeRO-3 (full fine-tune, timestamp tokens). Each
+# setup trains 4 steps uninterrupted; a copy of its checkpoint-2 in a fresh output_dir is relaunched with the same
+# command (auto-resume), and steps 3-4 must log the same losses and end in the same weights. The one-process setups
+# are tests/sft/test_sft_errors.py (full fine-tunes, all families), tests/models/test_stock_loading.py (token-mode
+# LoRA) and tests/grpo/test_grpo_trainer.py.
+SETUPS = {
+    "ddp": ("recipes/cpu/spotsound.yaml", ["--learning_rate", "5e-3"]),
+    "zero2": ("recipes/cpu/spotsound.yaml", ["--learning_rate", "5e-3"]),
+    "zero3": ("recipes/cpu/timepro_sft.yaml", ["--use_peft", "false", "--learning_rate", "1e-2"]),
+}
+
+
+def _losses(out) -> dict[int, float]:
+    history = json.loads((out / "final" / "log_history.json").read_text())
+    return {h["step"]: h["loss"] for h in history if "loss" in h}
+
+
+def _weights(out) -> dict[str, torch.Tensor]:
+    spec = TimestampSpec(**json.loads((out / "final" / "rl_audio.json").read_text())["timestamps"])
+    return load_model(str(out / "final"), timestamps=spec).model.state_dict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_two_process_resume_matches_an_uninterrupted_run(tmp_path, setup, default_data_args, subprocess_env):
+    recipe, extra = SETUPS[setup]
+    extra = [*default_data_args, *extra, "--max_steps", "4", "--save_steps", "2", "--logging_steps", "1"]
+    extra += ["--per_device_train_batch_size", "2", "--save_total_limit", "3"]
+    launcher = ["--config_file", f"accelerate_configs/{setup}.yaml", "--num_processes", "2"]
+
+    whole = tmp_path / "whole"
+    launch(launcher, recipe, whole, extra, subprocess_env)
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(whole / "checkpoint-2", resumed / "checkpoint-2")
+    launch(launcher, recipe, resumed, extra, subprocess_env)
+
+    a, b = _losses(whole), _losses(resumed)
+    assert sorted(a) == [1, 2, 3, 4] and sorted(b) == [1, 2, 3, 4], (a, b)  # steps 1-2 from the copied state
+    assert a[1] != a[4]  # the weights moved
+    for step in (3, 4):
+        assert b[step] == pytest.approx(a[step], rel=1e-5), (setup, step, a, b)
+    wa, wb = _weights(whole), _weights(resumed)
+    assert wa.keys() == wb.keys()
+    worst = max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa if wa[k].is_floating_point())
+    assert worst <= 1e-6, (setup, worst)
