@@ -112,6 +112,22 @@ def reward_trend(log_history: list[dict], key: str = "reward") -> dict[str, floa
     return {"first": sum(values[:q]) / q, "last": sum(values[-q:]) / q, "steps": len(values)}
 
 
+def column_trends(log_history: list[dict]) -> dict[str, dict[str, float]]:
+    """`reward_trend` of each reward column as TRL logs it before the weighting (`rewards/<name>/mean`), the fused
+    column left out: with TimePro-RL's fusion the final reward of a group whose event F1 is 1 for every completion
+    becomes event F1 x mIoU < 1, so the final reward can fall as the policy gets better; the main reward cannot."""
+    names = sorted({k for row in log_history for k in row if k.startswith("rewards/") and k.endswith("/mean")})
+    out = {}
+    for key in names:
+        column = key[len("rewards/") : -len("/mean")]
+        if "/" in column or column.startswith("fused_"):
+            continue
+        trend = reward_trend(log_history, key)
+        if trend is not None:
+            out[column] = trend
+    return out
+
+
 def _evaluate(name: str, model: str, out: Path, data: list[str], extra: list[str], times: dict) -> dict:
     eval_dir = out / f"eval_{name}"
     times[f"eval_{name}"] = _run(
@@ -206,14 +222,20 @@ def _report(out: Path, results: dict, grpo_final: Path, times: dict) -> None:
     """The summary table, the GRPO reward trend and the stage times: printed and written to out/summary.*."""
     table = summary_table(results)
     history = grpo_final / "log_history.json"
-    trend = reward_trend(json.loads(history.read_text())) if history.exists() else None
+    log = json.loads(history.read_text()) if history.exists() else []
+    trend, columns = reward_trend(log), column_trends(log)
     trend_line = (
         f"GRPO training reward: {trend['first']:.3f} (first quarter of {trend['steps']} logged steps) -> "
         f"{trend['last']:.3f} (last quarter)"
         if trend
         else "GRPO training reward: not logged"
     )
-    (out / "summary.json").write_text(json.dumps({"metrics": results, "grpo_reward": trend, "times": times}, indent=2))
+    if columns:
+        trend_line += "; per reward before fusion: " + ", ".join(
+            f"{name} {t['first']:.3f} -> {t['last']:.3f}" for name, t in columns.items()
+        )
+    summary = {"metrics": results, "grpo_reward": trend, "grpo_reward_columns": columns, "times": times}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(
         f"# Pipeline summary\n\n{table}\n\n{trend_line}\n\nStage times (s): {json.dumps(times)}\n"
     )

@@ -2,8 +2,9 @@
 
 ``regions_explored`` needs no model and is computed in :mod:`rl_audio.evaluate.metrics`. The two scores here are
 costly (ASR of every referenced region; an LLM call per answer), so each per-row score is cached in
-``output_dir/behaviour.jsonl``, keyed by score name, row id and a hash of the answer: a resumed evaluation does not
-recompute them.
+``output_dir/behaviour.jsonl``, keyed by score name, scorer (the ASR model and backend, or the judge), row id and a
+hash of the answer: a resumed evaluation does not recompute them, and one with another ASR model or judge does. (An
+injected judge is known by its qualified name: two lambdas of one scope look the same.)
 
 * ``audiology_verify`` (TGSR App. C.4): :class:`rewards.audiology.AudiologyVerify`, the same grader as the reward,
   on ``cfg.audiology_model`` with ``cfg.audiology_asr_backend`` (transformers Whisper, or CTranslate2 through
@@ -82,11 +83,23 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def audiology_scores(rows: list[dict], texts: dict[str, str], verify, cache: ScoreCache, batch: int = 16) -> dict:
-    """``{id: score}`` of :class:`rewards.audiology.AudiologyVerify` for ``rows`` (cached)."""
+def _name_of(fn) -> str:
+    """A stable name for an injected scorer: its qualified name (a function), else its class's."""
+    owner = fn if hasattr(fn, "__qualname__") else type(fn)
+    return f"{getattr(owner, '__module__', '?')}.{owner.__qualname__}"
+
+
+def audiology_scores(
+    rows: list[dict], texts: dict[str, str], verify, cache: ScoreCache, batch: int = 16, scorer: str | None = None
+) -> dict:
+    """``{id: score}`` of :class:`rewards.audiology.AudiologyVerify` for ``rows`` (cached per ``scorer``: by default
+    the transcriber's name, its padding and step limit)."""
+    model = getattr(verify.transcriber, "model_name", "")  # both Whisper transcribers record their checkpoint
+    scorer = scorer or f"{_name_of(verify.transcriber)}|{model}|padding={verify.padding}|max_steps={verify.max_steps}"
+    name = f"audiology_verify@{scorer}"
     out, todo = {}, []
     for row in rows:
-        cached = cache.get("audiology_verify", row["id"], texts[row["id"]])
+        cached = cache.get(name, row["id"], texts[row["id"]])
         if cached is ...:
             todo.append(row)
         else:
@@ -98,23 +111,32 @@ def audiology_scores(rows: list[dict], texts: dict[str, str], verify, cache: Sco
             [texts[r["id"]] for r in chunk], task=[verify.tasks[0]] * len(chunk), audio=[r["audio"] for r in chunk]
         )
         items = [(r["id"], texts[r["id"]], _finite_or_none(v)) for r, v in zip(chunk, values)]
-        cache.add("audiology_verify", items)
+        cache.add(name, items)
         out.update({row_id: v for row_id, _, v in items})
     return out
 
 
-def judge_scores(rows: list[dict], texts: dict[str, str], judge: Callable, answer_style: str, cache: ScoreCache):
-    """``{id: judge(question, prediction, row)}`` for ``rows`` (cached); a non-number is an error."""
+def judge_scores(
+    rows: list[dict],
+    texts: dict[str, str],
+    judge: Callable,
+    answer_style: str,
+    cache: ScoreCache,
+    scorer: str | None = None,
+):
+    """``{id: judge(question, prediction, row)}`` for ``rows`` (cached per ``scorer``, by default the judge's
+    name); a non-number is an error."""
+    name = f"consistency@{scorer or _name_of(judge)}"
     out = {}
     for row in rows:
         text = texts[row["id"]]
-        cached = cache.get("consistency", row["id"], text)
+        cached = cache.get(name, row["id"], text)
         if cached is ...:
             value = judge(render_question(row, answer_style), text, row)
             if value is not None and not isinstance(value, (int, float)):
                 raise TypeError(f"judge returned {value!r} for row {row['id']!r}; expected a number or None")
             cached = _finite_or_none(value)
-            cache.add("consistency", [(row["id"], text, cached)])
+            cache.add(name, [(row["id"], text, cached)])
         out[row["id"]] = cached
     return out
 
@@ -128,6 +150,7 @@ def behaviour_scores(rows, texts, cfg, output_dir: Path, *, audiology=None, judg
     rows = [r for r in rows if r["task"] in cfg.behaviour_tasks]
     if not rows:
         return {}
+    judge_scorer = None
     if audiology is None and cfg.audiology_model:
         from rewards.audiology import AudiologyVerify
 
@@ -135,7 +158,7 @@ def behaviour_scores(rows, texts, cfg, output_dir: Path, *, audiology=None, judg
             model=cfg.audiology_model, asr_backend=cfg.audiology_asr_backend, local_files_only=True
         )
     if judge is None and cfg.judge:
-        judge = load_callable(cfg.judge)
+        judge, judge_scorer = load_callable(cfg.judge), cfg.judge
     cache = ScoreCache(Path(output_dir) / BEHAVIOUR_FILE)
     out = {}
     if audiology is not None:
@@ -143,5 +166,5 @@ def behaviour_scores(rows, texts, cfg, output_dir: Path, *, audiology=None, judg
         out["audiology_verify"] = audiology_scores(rows, texts, audiology, cache)
     if judge is not None:
         logger.info("consistency judge on %d answers", len(rows))
-        out["consistency"] = judge_scores(rows, texts, judge, cfg.answer_style, cache)
+        out["consistency"] = judge_scores(rows, texts, judge, cfg.answer_style, cache, scorer=judge_scorer)
     return out

@@ -61,26 +61,28 @@ class Qwen2AudioTimestampModel(Qwen2AudioForConditionalGeneration):
         input_features = input_features.to(tower.device, tower.dtype)
         feature_attention_mask = feature_attention_mask.to(tower.device)
         conv_lengths, out_lengths = tower._get_feat_extract_output_lengths(feature_attention_mask.sum(-1))
-        n_windows, _, n_mel_frames = input_features.shape
+        n_mel_frames = input_features.shape[-1]
         max_len = (n_mel_frames - 2) // 2 + 1
         valid = torch.arange(max_len, device=conv_lengths.device)[None, :] < conv_lengths[:, None]  # (W, T_enc)
-        mask = create_bidirectional_mask(
-            config=tower.config,
-            inputs_embeds=torch.zeros((n_windows, max_len, 1), dtype=embeds.dtype, device=tower.device),
-            attention_mask=valid.long(),
-        )
+
+        def encode(idx=None):  # windows `idx` (None: all); their attention mask only, (w, 1, T_enc, T_enc)
+            feats, lengths = (input_features, valid) if idx is None else (input_features[idx], valid[idx])
+            mask = create_bidirectional_mask(
+                config=tower.config,
+                inputs_embeds=torch.zeros((feats.shape[0], max_len, 1), dtype=embeds.dtype, device=tower.device),
+                attention_mask=lengths.long(),
+            )
+            return tower(feats, attention_mask=mask).last_hidden_state
+
         cache = getattr(self, "audio_encoder_cache", None)
         if cache is not None and encoder_is_frozen(tower):
-            hidden = cache.encode(
-                input_features,
-                conv_lengths,
-                lambda idx: tower(input_features[idx], attention_mask=mask[idx]).last_hidden_state,
-            )  # (W, T_enc, D)
+            hidden = cache.encode(input_features, conv_lengths, encode)  # (W, T_enc, D)
         else:
-            hidden = tower(input_features, attention_mask=mask).last_hidden_state  # (W, T_enc, D)
-        feats = inner.multi_modal_projector(hidden)  # (W, max_audio_len, D)
-        keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < out_lengths.to(feats.device)[:, None]
-        feats = feats[keep]  # (N_features, D), window then time order
+            hidden = encode()  # (W, T_enc, D)
+        keep = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < out_lengths.to(hidden.device)[:, None]
+        # the projector works frame by frame: run it on the frames that fill a placeholder only, not on the
+        # padding of each 30 s window (a 4 s clip fills 100 of 750)
+        feats = inner.multi_modal_projector(hidden[keep])  # (N_features, D), window then time order
         slots = input_ids == self.config.audio_token_id
         if int(slots.sum()) != feats.shape[0]:
             raise ValueError(

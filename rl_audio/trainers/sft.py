@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from ..data import load_audio, render_question, render_target
-from ..models.base import AudioBatch
+from ..models.base import AudioBatch, selected_logits_only
 from ..models.prompting import IGNORE_INDEX, PromptBuilder
 from .card import ModelCardMixin
 from .resume import ExactResumeMixin
@@ -49,6 +49,13 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return (nll * mask).sum(), mask.sum(), correct.sum()
 
 
+def selected_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`token_nll` on logits already restricted to the positions that predict a target: (N, V) and (N,)."""
+    logits = logits.float()
+    nll = F.cross_entropy(logits, targets, reduction="sum")
+    return nll, torch.as_tensor(targets.numel(), device=logits.device), (logits.argmax(-1) == targets).sum()
+
+
 class AudioSFTTrainer(ExactResumeMixin, ModelCardMixin, SFTTrainer):
     """SFTTrainer whose loss is computed from the logits (the fused-head path of TRL needs outputs the audio
     families do not return). Loss: mean NLL over target tokens, normalised over the whole accumulated batch when
@@ -59,8 +66,19 @@ class AudioSFTTrainer(ExactResumeMixin, ModelCardMixin, SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-        outputs = model(**model_inputs, use_cache=False)
-        nll_sum, n_tokens, n_correct = token_nll(outputs.logits, labels)
+        predicts = torch.zeros_like(labels, dtype=torch.bool)
+        predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+        n_predicts = int(predicts.sum())
+        if return_outputs:  # a caller that wants the outputs (compute_metrics) gets every position's logits
+            outputs = model(**model_inputs, use_cache=False)
+        else:  # the LM head runs on the positions that predict a target token only (training, and loss-only eval)
+            with selected_logits_only(model, predicts):
+                outputs = model(**model_inputs, use_cache=False)
+        if outputs.logits.shape[:2] == (1, n_predicts):  # selected (full logits have T > N positions)
+            targets = labels[:, 1:][predicts[:, :-1]].to(outputs.logits.device)  # (N,)
+            nll_sum, n_tokens, n_correct = selected_token_nll(outputs.logits[0], targets)
+        else:  # full logits: asked for, or the head saw another batch shape (nn.DataParallel splits the batch)
+            nll_sum, n_tokens, n_correct = token_nll(outputs.logits, labels)
         denom = num_items_in_batch if num_items_in_batch is not None else n_tokens
         loss = nll_sum / torch.as_tensor(denom, device=nll_sum.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:

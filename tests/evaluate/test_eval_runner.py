@@ -215,6 +215,19 @@ def test_behaviour_scores_with_injected_asr_and_dotted_path_judge(cfg, tmp_path,
     )
     assert again == metrics and len(my_judge.CALLS) == calls and sum(asr_calls) == asr_before
 
+    # another ASR model in the same output_dir: its own scores, not the cached ones of the first
+    def other_asr(crops, rate):
+        asr_calls.append(len(crops))
+        return ["good night"] * len(crops)
+
+    other = run_evaluation(
+        cfg(eval_manifests=[manifest], judge="my_judge.judge", num_plot_examples=0),
+        generator=ScriptedGenerator(lambda r: answers[r["id"]]),
+        audiology=AudiologyVerify(transcriber=other_asr),
+    )
+    assert sum(asr_calls) > asr_before and len(my_judge.CALLS) == calls  # the judge's scores are still cached
+    assert other["behaviour"]["audiology_verify"] == pytest.approx((0.0 + 0.5 + 0.0) / 3)
+
 
 def _check_png(path):
     import matplotlib.image
@@ -326,3 +339,32 @@ def test_bad_inputs_are_named(cfg, default_test_manifest, tmp_path):
     predictions.write_text('{"id": "a", "task": "grounding", "prediction": "x"}\nnot json\n{"id": "b"}\n')
     with pytest.raises(ValueError, match=r"predictions.jsonl:2: unreadable prediction line"):
         run_evaluation(cfg(eval_manifests=[default_test_manifest]), generator=ScriptedGenerator(_answer))
+
+
+def test_behaviour_cache_tells_asr_checkpoints_of_one_transcriber_class_apart(tmp_path):
+    from rewards.audiology import AudiologyVerify
+    from rl_audio.evaluate.behaviour import ScoreCache, audiology_scores
+
+    class Whisperish:  # one transcriber class, two checkpoints: what a model path or a hub id gives
+        def __init__(self, model_name, words):
+            self.model_name, self.words, self.calls = model_name, words, 0
+
+        def __call__(self, crops, rate):
+            self.calls += len(crops)
+            return [self.words] * len(crops)
+
+    audio = tmp_path / "a.wav"
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(audio, np.zeros(32000, dtype=np.float32), 16000)
+    rows = [{"id": "q0", "audio": str(audio)}]
+    texts = {"q0": "[0.0s - 1.0s]: The speaker says 'hello there'.\n(a) hello there"}
+    cache = ScoreCache(tmp_path / "behaviour.jsonl")
+    small, large = Whisperish("tiny.en", "hello there"), Whisperish("large-v3", "good night")
+    assert audiology_scores(rows, texts, AudiologyVerify(transcriber=small, tasks=("qa",)), cache) == {"q0": 1.0}
+    assert audiology_scores(rows, texts, AudiologyVerify(transcriber=large, tasks=("qa",)), cache) == {"q0": 0.0}
+    reread = ScoreCache(tmp_path / "behaviour.jsonl")  # from the file: both kept apart, neither recomputed
+    again = Whisperish("tiny.en", "good night")
+    assert audiology_scores(rows, texts, AudiologyVerify(transcriber=again, tasks=("qa",)), reread) == {"q0": 1.0}
+    assert again.calls == 0 and small.calls == large.calls == 1

@@ -158,3 +158,25 @@ def test_a_frozen_encoder_records_no_graph_even_with_input_grads_enabled(write_w
     lm.model(input_ids=ids, attention_mask=attention, **audio).logits.float().pow(2).mean().backward()
     assert backward == []
     assert any(p.grad is not None for p in lm.adapter.language_model(lm.model).parameters())
+
+
+def test_keys_hash_each_distinct_window_once_and_match_hashing_each(monkeypatch):
+    """A group's copies of one window are hashed once; a window that differs from another in one value that the
+    sparse sample does not see still gets its own key; bfloat16 windows key too."""
+    torch.manual_seed(0)
+    a = torch.randn(80, 3000)
+    b = a.clone()
+    b[3, 5] += 1.0  # frame 5 is off the sample grid (every 97th frame)
+    for dtype in (torch.float32, torch.bfloat16):
+        windows = [w.to(dtype) for w in (a, a.clone(), b, a, b.clone())]
+        lengths = [3000, 3000, 3000, 2000, 3000]
+        cache = EncoderCache()
+        hashed = []
+        real_key = EncoderCache.key
+        monkeypatch.setattr(EncoderCache, "key", staticmethod(lambda w, n: hashed.append(n) or real_key(w, n)))
+        keys = cache.keys(windows, lengths)
+        monkeypatch.setattr(EncoderCache, "key", staticmethod(real_key))
+        assert keys == [real_key(w, n) for w, n in zip(windows, lengths)]
+        assert keys[0] == keys[1] != keys[2] == keys[4] and keys[3] not in (keys[0], keys[2])
+        assert len(hashed) == 3  # a, b, and a with another valid length
+    assert EncoderCache(0).keys([a, a], [3000, 3000]) == [None, None]

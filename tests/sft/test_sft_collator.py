@@ -49,3 +49,40 @@ def test_too_long_for_max_length_names_the_rows(default_data):
     )
     with pytest.raises(ValueError, match=rf"rows \['{rows[0]['id']}', '{rows[1]['id']}'\]: sequence of \d+ tokens"):
         collate(rows)
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2-audio", "tiny-qwen2.5-omni", "tiny-af3"])
+def test_training_loss_runs_the_head_on_target_positions_only(default_data, name):
+    """The training loss (LM head on the positions that predict a target token) equals the loss from every
+    position's logits, with the same gradients, while the head sees only those positions."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from rl_audio.trainers.sft import AudioSFTTrainer
+
+    lm = load_model(name)
+    rows = [r for r in load_manifest(default_data["train"]) if r["task"] == "grounding"][:3]
+    batch = AudioSFTCollator(PromptBuilder(lm.adapter, TimestampSpec("text")), answer_style="spotsound", max_length=None)(rows)
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(average_tokens_across_devices=False),
+        accelerator=SimpleNamespace(gather_for_metrics=lambda x: x),
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+    )
+    lm.model.train()
+    seen = []
+    lm.model.get_output_embeddings().register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape[:2])))
+    losses, grads = [], []
+    for full in (True, False):
+        lm.model.zero_grad()
+        out = AudioSFTTrainer.compute_loss(trainer, lm.model, dict(batch), return_outputs=full)
+        loss = out[0] if full else out
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append({n: p.grad.clone() for n, p in lm.model.named_parameters() if p.grad is not None})
+    n_targets = int((batch["labels"] != IGNORE_INDEX).sum())
+    assert seen == [tuple(batch["input_ids"].shape), (1, n_targets)]
+    torch.testing.assert_close(losses[1], losses[0])
+    assert grads[1].keys() == grads[0].keys() and len(grads[0]) > 10
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], msg=n)
+    assert trainer._metrics["train"]["mean_token_accuracy"][0] == trainer._metrics["train"]["mean_token_accuracy"][1]
