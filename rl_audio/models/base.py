@@ -280,52 +280,51 @@ class AudioLMAdapter:
 
 
 @contextlib.contextmanager
-def last_logits_only(model, keep: int):
-    """Within the block, `model`'s LM head sees only the last `keep` positions: (B, T, D) -> logits (B, keep, V).
-
-    A log-prob pass needs the logits of the completion only, but Qwen2-Audio's and the Qwen2.5-Omni thinker's
-    forwards (transformers 5.24) take no `logits_to_keep` and would compute (B, T, V) over the whole audio prompt
-    (V = 152k on the real models). A forward pre-hook on the head (`get_output_embeddings()`) slices its input
-    instead, the same for every family, under PEFT, DDP and DeepSpeed wrappers alike.
-    """
+def _head_input(model, cut):
+    """Within the block, the LM head (`get_output_embeddings()`) of `model` gets `cut(hidden)` instead of its
+    (B, T, D) input whenever `cut` returns a tensor (None: unchanged). A forward pre-hook, so it is the same for
+    every family, under PEFT, DDP and DeepSpeed wrappers alike."""
     base = _unwrap(getattr(model, "module", model))  # DDP / DeepSpeed engine, then PEFT
     head = base.get_output_embeddings()
 
-    def slice_input(module, args):
-        if args and args[0].dim() == 3 and args[0].shape[1] > keep:
-            return (args[0][:, -keep:, :], *args[1:])
-        return None
+    def hook(module, args):
+        if not args or args[0].dim() != 3:
+            return None
+        cut_input = cut(args[0])
+        return None if cut_input is None else (cut_input, *args[1:])
 
-    handle = head.register_forward_pre_hook(slice_input)
+    handle = head.register_forward_pre_hook(hook)
     try:
         yield
     finally:
         handle.remove()
 
 
-@contextlib.contextmanager
+def last_logits_only(model, keep: int):
+    """Within the block, `model`'s LM head sees only the last `keep` positions: (B, T, D) -> logits (B, keep, V).
+
+    A log-prob pass needs the logits of the completion only, but Qwen2-Audio's and the Qwen2.5-Omni thinker's
+    forwards (transformers 5.24) take no `logits_to_keep` and would compute (B, T, V) over the whole audio prompt
+    (V = 152k on the real models). The head's input is sliced instead (`_head_input`).
+    """
+    return _head_input(model, lambda hidden: hidden[:, -keep:, :] if hidden.shape[1] > keep else None)
+
+
 def selected_logits_only(model, positions: torch.Tensor):
     """Within the block, `model`'s LM head sees only the positions where `positions` (B, T) is True, as one
     sequence: (B, T, D) -> logits (1, N, V), N = positions.sum(), in batch then time order.
 
     SFT needs the logits of the positions that predict a target token only. The whole audio prompt would cost
     (B, T, V) logits (V = 152k on the real models: 1.9 GB in float32 for 4 sequences of 800 tokens, against 37 MB
-    for their 60 target tokens). Like `last_logits_only`, a forward pre-hook on the head, for every family and
-    wrapper.
+    for their 60 target tokens). A head input of another shape (nn.DataParallel's slice of the batch) is left whole.
     """
-    base = _unwrap(getattr(model, "module", model))
-    head = base.get_output_embeddings()
 
-    def select(module, args):
-        if args and args[0].dim() == 3 and args[0].shape[:2] == positions.shape:
-            return (args[0][positions.to(args[0].device)].unsqueeze(0), *args[1:])
-        return None
+    def select(hidden):
+        if hidden.shape[:2] != positions.shape:
+            return None
+        return hidden[positions.to(hidden.device)].unsqueeze(0)
 
-    handle = head.register_forward_pre_hook(select)
-    try:
-        yield
-    finally:
-        handle.remove()
+    return _head_input(model, select)
 
 
 def _unwrap(model):

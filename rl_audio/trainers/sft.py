@@ -38,22 +38,19 @@ class AudioSFTCollator:
         return out
 
 
-def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token NLL of next-token prediction on labelled positions: (sum of NLL, number of tokens, number correct)."""
-    logits = logits[:, :-1].float()  # (B, T-1, V)
-    labels = labels[:, 1:].to(logits.device)  # (B, T-1)
-    mask = labels != IGNORE_INDEX
-    safe = labels.masked_fill(~mask, 0)
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), safe.reshape(-1), reduction="none").view_as(safe)
-    correct = (logits.argmax(-1) == labels) & mask
-    return (nll * mask).sum(), mask.sum(), correct.sum()
-
-
 def selected_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`token_nll` on logits already restricted to the positions that predict a target: (N, V) and (N,)."""
+    """NLL of `targets` (N,) under `logits` (N, V), the positions that predict them: (sum of NLL, number of tokens,
+    number correct)."""
     logits = logits.float()
     nll = F.cross_entropy(logits, targets, reduction="sum")
     return nll, torch.as_tensor(targets.numel(), device=logits.device), (logits.argmax(-1) == targets).sum()
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`selected_token_nll` of next-token prediction on the labelled positions of (B, T, V) logits."""
+    labels = labels[:, 1:].to(logits.device)  # (B, T-1)
+    mask = labels != IGNORE_INDEX
+    return selected_token_nll(logits[:, :-1][mask], labels[mask])
 
 
 class AudioSFTTrainer(ExactResumeMixin, ModelCardMixin, SFTTrainer):
